@@ -1,0 +1,67 @@
+"""LM Workbench: the composition root. Builds the Blocks with one tab per component, queues, launches."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+
+from components.i18n import I18N, t
+from components.models import build_models_tab
+from pipelines.context import AppContext
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+# (translation key of the tab title, builder). Each builder adds its components to the open Blocks.
+TABS: list[tuple[str, Callable[[AppContext], dict]]] = [
+    ("tab.models", build_models_tab),
+]
+
+
+def make_theme() -> gr.themes.Base:
+    """The default theme with system fonts, so the page fetches nothing from other hosts."""
+    sans = ["ui-sans-serif", "system-ui", "Segoe UI", "Noto Sans", "sans-serif"]
+    mono = ["ui-monospace", "SFMono-Regular", "Consolas", "monospace"]
+    return gr.themes.Default(font=sans, font_mono=mono)
+
+
+def build_app(ctx: AppContext | None = None) -> gr.Blocks:
+    """Build the whole UI; ``ctx`` defaults to one made from the environment."""
+    ctx = ctx or AppContext.create()
+    with gr.Blocks(title="LM Workbench") as demo:
+        gr.Markdown(t("app.title"), elem_id="app-title")
+        gr.Markdown(t("app.subtitle"))
+        for key, builder in TABS:
+            with gr.Tab(t(key), id=key.removeprefix("tab.")):
+                builder(ctx)
+    demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("LMW_QUEUE_SIZE", "64")))
+    return demo
+
+
+def launch_kwargs() -> dict:
+    """Launch settings honouring Hugging Face Spaces' and Docker's environment."""
+    auth = None
+    if os.environ.get("LMW_USERNAME") and os.environ.get("LMW_PASSWORD"):
+        auth = (os.environ["LMW_USERNAME"], os.environ["LMW_PASSWORD"])
+    return {
+        "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        "server_port": int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
+        "theme": make_theme(),
+        "css_paths": [ASSETS / "style.css"],
+        "i18n": I18N,
+        "auth": auth,
+        "allowed_paths": [str(ASSETS)],
+        "show_error": True,
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LMW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
+    build_app().launch(**launch_kwargs())
+
+
+if __name__ == "__main__":
+    main()

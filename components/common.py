@@ -1,0 +1,82 @@
+"""Small UI helpers shared by the tabs (tabs never import each other)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from components.i18n import t
+from pipelines.context import AppContext
+from pipelines.errors import WorkbenchError
+
+log = logging.getLogger(__name__)
+
+
+def model_picker(
+    ctx: AppContext, kinds: tuple[str, ...] = (), value: str | None = None, label_key: str = "common.model"
+) -> gr.Dropdown:
+    """A model dropdown listing embedded models and finished adapters; any hub id or folder can be typed.
+
+    The choices refresh whenever the dropdown gets focus, so a newly trained adapter shows up with no restart.
+    """
+    choices = ctx.model_choices(kinds)
+    dropdown = gr.Dropdown(
+        choices=choices,
+        value=value or (choices[0][1] if choices else None),
+        label=t(label_key),
+        info=t("common.model_info"),
+        allow_custom_value=True,
+        filterable=True,
+    )
+    dropdown.focus(
+        lambda: gr.Dropdown(choices=ctx.model_choices(kinds)), None, dropdown,
+        queue=False, show_progress="hidden", api_visibility="private",
+    )
+    return dropdown
+
+
+def progress_reporter(progress: gr.Progress | None) -> Callable[[float, str], None]:
+    """Adapt a ``gr.Progress`` to the pipelines' ``(fraction, description)`` callback."""
+
+    def report(fraction: float, desc: str) -> None:
+        if progress is not None:
+            progress(fraction, desc=desc)
+
+    return report
+
+
+def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn pipeline errors into a clear ``gr.Error`` message (also a clean error for API clients)."""
+
+    def convert(exc: Exception) -> gr.Error:
+        if isinstance(exc, gr.Error):
+            return exc
+        if isinstance(exc, WorkbenchError):
+            return gr.Error(str(exc))
+        log.exception("Unexpected error in %s", fn.__name__)
+        return gr.Error(f"Something went wrong: {type(exc).__name__}: {str(exc)[:200]}")
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - never show a traceback to the user
+                raise convert(exc) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - never show a traceback to the user
+            raise convert(exc) from None
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""Task pipelines, model loading and training for LM Workbench (no Gradio imports)."""

