@@ -48,3 +48,62 @@ def artifacts_dir() -> Path:
     """A folder the test run keeps (screenshots, reports)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory, shared_cache_dir: Path, tiny_root: Path):
+    """One running app for the whole test session (API and browser tests)."""
+    from tests.app_server import running_app
+
+    data = tmp_path_factory.mktemp("app-data")
+    with running_app(data, shared_cache_dir, {"LMW_MODEL_ROOTS": str(tiny_root)}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app_server):
+    """A fresh page on the app that fails the test on console errors or requests to other hosts."""
+    from urllib.parse import urlparse
+
+    origin = urlparse(app_server["url"]).netloc
+    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    foreign: list[str] = []
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def check_request(request) -> None:
+        parsed = urlparse(request.url)
+        if parsed.scheme in ("http", "https", "ws", "wss") and parsed.netloc != origin:
+            foreign.append(request.url)
+
+    pg.on("request", check_request)
+    pg.goto(app_server["url"], wait_until="networkidle")
+    yield pg
+    context.close()
+    assert not foreign, f"requests to other hosts: {foreign}"
+    assert not errors, f"browser console errors: {errors}"
+
+
+def open_tab(page, name: str) -> None:
+    """Click the tab button whose visible text is ``name``."""
+    page.get_by_role("tab", name=name).click()
