@@ -14,9 +14,8 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
-def _default_data_dir() -> Path:
-    # A Hugging Face Space with persistent storage mounts it at /data.
-    persistent = Path("/data")
+def _default_data_dir(persistent: Path = Path("/data")) -> Path:
+    """The app's data folder; on a Hugging Face Space with persistent storage (mounted at /data) it goes there."""
     if os.environ.get("SPACE_ID") and persistent.is_dir() and os.access(persistent, os.W_OK):
         return persistent / "lm-workbench"
     return APP_ROOT / "data"
