@@ -1,6 +1,9 @@
-"""The one reader for uploaded tables (CSV, TSV, JSONL) and the writer for downloadable CSV/JSON.
+"""The one reader for uploaded tables (CSV, TSV, TXT, JSON, JSONL) and the writer for downloadable CSV/JSON.
 
-First version: encoding and delimiter detection; hardened for messy files in the reliability issue.
+Every problem with a file becomes an :class:`InputError` with one sentence that names it, and the row where
+there is one. Rows are numbered as a spreadsheet shows them: the header is row 1, blank lines count; when a
+quoted cell spans several lines the file's line number is given too. What the reader changed on the way
+(encoding, padded or skipped rows, cut cells, row cap) is listed in ``Table.notes`` for the UI to show.
 """
 
 from __future__ import annotations
@@ -8,93 +11,327 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from pipelines.errors import InputError
+from pipelines.table_sniff import (
+    ENCODING_NAMES,
+    check_not_binary,
+    check_text,
+    decode,
+    human_size,
+    sniff_delimiter,
+    unused_char,
+)
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-ENCODINGS = ("utf-8-sig", "utf-8", "gb18030", "latin-1")
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+MAX_COLUMNS = 1000
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y", "tag")
+
+csv.field_size_limit(2**31 - 1)  # long cells are cut with a note below instead of failing inside csv
 
 
 @dataclass
 class Table:
-    """A parsed table: every cell a string (empty cells are ""), plus what the reader noticed."""
+    """A parsed table: every cell a string (empty cells are ""), plus what the reader noticed.
+
+    ``row_numbers[i]`` is the spreadsheet row (header = 1) of ``frame.iloc[i]``, for messages about a row.
+    """
 
     frame: pd.DataFrame
     encoding: str
     delimiter: str | None
     notes: list[str] = field(default_factory=list)
+    row_numbers: list[int] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
 
-
-def _decode(raw: bytes) -> tuple[str, str]:
-    for enc in ENCODINGS:
-        try:
-            return raw.decode(enc), enc
-        except UnicodeDecodeError:
-            continue
-    raise InputError("The file's text encoding could not be recognised; save it as UTF-8.")
+    def row_of(self, index: int) -> int:
+        """Spreadsheet row number of the frame's ``index``-th row."""
+        return self.row_numbers[index] if index < len(self.row_numbers) else index + 2
 
 
-def read_table(path: str | Path, *, max_bytes: int = 50 * 2**20, max_rows: int = 50_000) -> Table:
-    """Read a CSV/TSV/JSONL file into a :class:`Table` or raise :class:`InputError` with one clear sentence."""
+@dataclass
+class _Parsed:
+    header: list[str]
+    rows: list[list[str]]
+    row_numbers: list[int]
+    total: int  # data rows in the file (before the row cap)
+
+
+def read_table(
+    path: str | Path, *, max_bytes: int = 50 * 2**20, max_rows: int = 50_000, max_cell_chars: int = 20_000
+) -> Table:
+    """Read a CSV/TSV/JSON/JSONL file into a :class:`Table` or raise :class:`InputError` with one clear sentence."""
     path = Path(path)
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise InputError("The file was not found; upload it again.") from None
+    if path.is_dir():
+        raise InputError("That is a folder, not a file.")
     if size > max_bytes:
-        raise InputError(f"The file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
+        raise InputError(f"The file is {human_size(size)}; the limit is {human_size(max_bytes)}.")
     raw = path.read_bytes()
     if not raw.strip():
         raise InputError("The file is empty.")
-    if b"\x00" in raw[:4096]:
-        raise InputError("The file looks binary, not a text table (CSV, TSV or JSONL).")
-    text, encoding = _decode(raw)
-    if path.suffix.lower() in (".jsonl", ".json"):
-        rows = []
+    check_not_binary(raw)
+    text, encoding = decode(raw)
+    if not text.strip():
+        raise InputError("The file is empty.")
+    check_text(text)
+    notes: list[str] = []
+    if encoding not in ("utf-8", "utf-8-sig"):
+        notes.append(f"Read as {ENCODING_NAMES.get(encoding, encoding)} text (the file is not UTF-8).")
+    suffix = path.suffix.lower()
+    if suffix in JSON_SUFFIXES:
+        parsed, delimiter = _parse_json(text, max_rows), None
+    else:
+        parsed, delimiter = _parse_delimited(text, suffix, max_rows, notes)
+    if not parsed.rows:
+        raise InputError("The file has a header row but no data rows.")
+    header = _clean_header(parsed.header, notes)
+    if parsed.total > max_rows:
+        notes.append(f"Only the first {max_rows:,} of {parsed.total:,} rows are used.")
+    _cap_cells(parsed, header, max_cell_chars, notes)
+    frame = pd.DataFrame(parsed.rows, columns=header).astype(str)
+    return Table(frame=frame, encoding=encoding, delimiter=delimiter, notes=notes, row_numbers=parsed.row_numbers)
+
+
+def _where(row: int, line: int) -> str:
+    return f"Row {row}" if row == line else f"Row {row} (line {line} of the file)"
+
+
+def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) -> tuple[_Parsed, str]:
+    line_offset = 0
+    hint = re.match(r"sep=(.)\r?\n", text)  # Excel's "sep=;" first line
+    if hint:
+        delimiter: str | None = hint.group(1)
+        text, line_offset = text[hint.end():], 1
+    else:
+        delimiter, _ = sniff_delimiter(text, suffix)
+    shown = delimiter or ("\t" if suffix == ".tsv" else ",")
+    parse_with = delimiter or unused_char(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=parse_with)
+    header: list[str] | None = None
+    parsed = _Parsed([], [], [], 0)
+    short: list[int] = []
+    empty = row = 0
+    line = last_line = line_offset
+    cells: list[str] = []
+    for cells in reader:
+        row, line, last_line = row + 1, last_line + 1, reader.line_num + line_offset
+        if not cells:
+            continue
+        if header is None:
+            header, width = cells, len(cells)
+            if width > MAX_COLUMNS:
+                raise InputError(f"The header has {width:,} columns; at most {MAX_COLUMNS:,} are supported.")
+            continue
+        if len(cells) > width:
+            if any(c.strip() for c in cells[width:]):
+                raise InputError(
+                    f"{_where(row, line)} has {len(cells)} cells but the header has {width}; a cell probably "
+                    f"contains an unquoted {DELIMITER_NAMES.get(shown, repr(shown))} (put such cells in double "
+                    "quotes)."
+                )
+            cells = cells[:width]
+        elif len(cells) < width:
+            short.append(row)
+            cells = cells + [""] * (width - len(cells))
+        if not any(c.strip() for c in cells):
+            empty += 1
+            continue
+        parsed.total += 1
+        if parsed.total <= max_rows:
+            parsed.rows.append(cells)
+            parsed.row_numbers.append(row)
+    if header is None:
+        raise InputError("The file is empty.")
+    if any("\n" in c or "\r" in c for c in cells):
+        _check_closed_quote(text, parse_with, line - line_offset, row, line)
+    parsed.header = header
+    if short:
+        shown_rows = ", ".join(str(r) for r in short[:5]) + (", ..." if len(short) > 5 else "")
+        notes.append(f"{len(short)} row(s) had fewer cells than the header (rows {shown_rows}); "
+                     "the missing cells are left empty.")
+    if empty:
+        notes.append(f"{empty} row(s) with only empty cells were skipped.")
+    return parsed, shown
+
+
+def _check_closed_quote(text: str, delimiter: str, start_line: int, row: int, line: int) -> None:
+    """Refuse a last record that swallowed the rest of the file because a quote was never closed."""
+    lines = io.StringIO(text, newline="").readlines()
+    segment = "".join(lines[start_line - 1:])
+    try:
+        for _ in csv.reader(io.StringIO(segment, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        if "end of data" in str(exc):
+            raise InputError(
+                f"{_where(row, line)} opens a quoted cell (\") that is never closed, so the rest of the file "
+                "ran into one cell."
+            ) from None
+
+
+def _json_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _parse_json(text: str, max_rows: int) -> _Parsed:
+    """A JSON array of objects, ``{"data": [objects]}``, or JSON Lines (one object per line)."""
+    stripped = text.strip()
+    try:
+        whole, failure = json.loads(stripped), None
+    except ValueError as exc:
+        whole, failure = None, exc
+    container = _records_in(whole)
+    if container is not None:
+        items, what = list(enumerate(container, start=1)), "Item"
+    elif failure is not None and stripped.startswith("["):
+        raise InputError(f"The JSON is not valid near line {getattr(failure, 'lineno', '?')}.")
+    else:
+        items, what = [], "Line"
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    items.append((number, json.loads(line)))
                 except ValueError:
                     raise InputError(f"Line {number} is not valid JSON.") from None
-        frame, delimiter = pd.DataFrame(rows), None
-    else:
-        sample = text[:20_000]
-        try:
-            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-        except csv.Error:
-            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        try:
-            frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, ValueError) as exc:
-            raise InputError(f"The file could not be read as a table: {str(exc).splitlines()[0]}") from None
-    if frame.empty:
-        raise InputError("The file has a header but no data rows.")
-    notes = []
-    if len(frame) > max_rows:
-        notes.append(f"Only the first {max_rows} of {len(frame)} rows are used.")
-        frame = frame.head(max_rows)
-    frame = frame.fillna("").astype(str)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return Table(frame=frame, encoding=encoding, delimiter=delimiter, notes=notes)
+    header: dict[str, None] = {}
+    for number, item in items:
+        if not isinstance(item, dict):
+            raise InputError(f"{what} {number} is not a JSON object with named fields.")
+        header.update(dict.fromkeys(str(k) for k in item))
+    names = list(header)
+    if len(names) > MAX_COLUMNS:
+        raise InputError(f"The records have {len(names):,} different fields; at most {MAX_COLUMNS:,} are supported.")
+    parsed = _Parsed(names, [], [], len(items))
+    for number, item in items[:max_rows]:
+        values = {str(k): v for k, v in item.items()}
+        parsed.rows.append([_json_value(values.get(name)) for name in names])
+        parsed.row_numbers.append(number)
+    return parsed
+
+
+def _records_in(data: object) -> list | None:
+    """The records of a whole-file JSON document: a list, or the one list of objects inside an object."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) == 1 and lists[0] and all(isinstance(item, dict) for item in lists[0]):
+            return lists[0]
+    return None
+
+
+def _clean_header(names: list[str], notes: list[str]) -> list[str]:
+    """Strip column names; name empty ones ``column_<n>`` and number repeats, with a note."""
+    header, seen, renamed = [], set(), []
+    for i, raw in enumerate(names, start=1):
+        name = raw.strip() or f"column_{i}"
+        base, k = name, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        if name != raw.strip():
+            renamed.append(name)
+        seen.add(name)
+        header.append(name)
+    if renamed:
+        notes.append(f"Empty or repeated column names were renamed: {', '.join(renamed[:5])}.")
+    return header
+
+
+def _cap_cells(parsed: _Parsed, header: list[str], limit: int, notes: list[str]) -> None:
+    cut, first = 0, ""
+    for rows_index, cells in enumerate(parsed.rows):
+        for col, value in enumerate(cells):
+            if len(value) > limit:
+                cells[col] = value[:limit]
+                if not cut:
+                    first = f"row {parsed.row_numbers[rows_index]}, column '{header[col]}'"
+                cut += 1
+    if cut:
+        notes.append(f"{cut} cell(s) longer than {limit:,} characters were cut to that length (first: {first}).")
 
 
 def neutralise(value: object) -> object:
-    """Prefix spreadsheet-formula-looking strings with a quote so they open as text."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    """Make a cell safe to open in a spreadsheet: formula-looking text gets a leading ``'``.
+
+    Policy (OWASP CSV injection): text starting with ``= + - @``, a tab or a carriage return -- or with
+    ``= + - @`` after leading spaces/newlines -- is prefixed with ``'``. Exception: a cell that is a plain number
+    (``-3.5``, ``+1``, ``-2e3``) is left as is so it stays numeric; a number cannot run as a formula.
+    Non-string values (ints, floats) are never changed.
+    """
+    if not isinstance(value, str) or not value or NUMBER.fullmatch(value):
+        return value
+    if value.startswith(FORMULA_PREFIXES) or value.lstrip(" \n\r\t\f\v").startswith(FORMULA_PREFIXES[:4]):
         return "'" + value
     return value
 
 
-def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``frame`` as UTF-8 CSV with formulas neutralised."""
+def write_csv(frame: pd.DataFrame, path: str | Path, *, bom: bool = False) -> Path:
+    """Write ``frame`` as UTF-8 CSV with formulas neutralised (``bom=True`` helps Excel open non-ASCII text).
+
+    Lines end with ``\n``, or ``\r\n`` when a cell holds a carriage return (so that cell gets quoted).
+    """
     path = Path(path)
     safe = frame.map(neutralise)
-    safe.columns = [neutralise(c) for c in safe.columns]
-    safe.to_csv(path, index=False, encoding="utf-8")
+    safe.columns = [neutralise(str(c)) for c in safe.columns]
+    # csv quotes a cell only for the line terminator's characters, so a lone "\r" needs "\r\n" endings.
+    has_cr = any("\r" in str(v) for v in [*safe.columns, *safe.to_numpy().ravel()] if isinstance(v, str))
+    safe.to_csv(path, index=False, encoding="utf-8-sig" if bom else "utf-8", lineterminator="\r\n" if has_cr else "\n")
     return path
+
+
+def write_json(data: pd.DataFrame | list | dict, path: str | Path) -> Path:
+    """Write a frame (as a list of records) or plain data as UTF-8 JSON."""
+    path = Path(path)
+    if isinstance(data, pd.DataFrame):
+        data = data.to_dict(orient="records")
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def summarize_columns(frame: pd.DataFrame) -> list[dict]:
+    """Per column: name, filled cells, distinct values, whether all filled cells are numbers, mean length, examples."""
+    summary = []
+    for name in frame.columns:
+        values = [v for v in frame[name].astype(str) if v.strip()]
+        distinct = list(dict.fromkeys(values))
+        summary.append({
+            "name": str(name),
+            "filled": len(values),
+            "distinct": len(distinct),
+            "numeric": bool(values) and all(NUMBER.fullmatch(v.strip()) for v in values),
+            "mean_chars": round(sum(map(len, values)) / len(values), 1) if values else 0.0,
+            "examples": [v[:60] for v in distinct[:3]],
+        })
+    return summary
+
+
+def guess_columns(frame: pd.DataFrame, max_labels: int = 100) -> tuple[str | None, str | None]:
+    """Best guesses for (text column, label column): the longest non-numeric text, and a label-named or
+    few-valued column."""
+    summary = summarize_columns(frame)
+    texts = sorted((c for c in summary if not c["numeric"] and c["filled"]), key=lambda c: -c["mean_chars"])
+    text = texts[0]["name"] if texts else (summary[0]["name"] if summary else None)
+    rest = [c for c in summary if c["name"] != text and c["filled"]]
+    named = [c for c in rest if c["name"].strip().lower() in LABEL_NAMES]
+    few = sorted((c for c in rest if 2 <= c["distinct"] <= max_labels), key=lambda c: c["distinct"])
+    label = (named or few or [None])[0]
+    return text, label["name"] if label else None
