@@ -26,6 +26,8 @@ class RunInfo:
     metrics: dict = field(default_factory=dict)
     created: str = ""
     name: str = ""
+    settings: dict = field(default_factory=dict)
+    error: str = ""
 
     @property
     def adapter_dir(self) -> Path:
@@ -71,6 +73,8 @@ class RunStore:
             metrics=dict(meta.get("metrics", {})),
             created=meta.get("created", ""),
             name=meta.get("name", ""),
+            settings=dict(meta.get("settings", {})),
+            error=str(meta.get("error", "") or ""),
         )
 
     def list(self, status: str | None = "complete") -> list[RunInfo]:
@@ -87,10 +91,16 @@ class RunStore:
             runs = [r for r in runs if r.status == status]
         return sorted(runs, key=lambda r: (r.created, r.id), reverse=True)
 
-    def get(self, run_id: str) -> RunInfo:
-        info = self._read(self.path_for(run_id))
+    def find(self, run_id: str) -> RunInfo:
+        """A run of any status (complete, failed, stopped); dot folders (in-progress writes) are never found."""
+        info = None if (run_id or "").startswith(".") else self._read(self.path_for(run_id))
         if info is None:
             raise ModelLoadError(f"No fine-tuning run named '{run_id}' was found.")
+        return info
+
+    def get(self, run_id: str) -> RunInfo:
+        """A complete run whose adapter can be loaded."""
+        info = self.find(run_id)
         if info.status != "complete":
             raise ModelLoadError(f"Run '{run_id}' is {info.status}, not complete, so its adapter cannot be used.")
         if not info.adapter_dir.is_dir():

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning core (no UI): settings, data preparation, the training loop, metrics and run folders."""

@@ -1,0 +1,129 @@
+"""Training settings: one dataclass with defaults, three presets, validation with clear messages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from pipelines.errors import InputError
+
+TASKS = ("classification", "causal-lm")
+DEFAULT_MODELS = {"classification": "minilm-l6", "causal-lm": "smollm2-135m-instruct"}
+PRESET_NAMES = ("quick", "balanced", "thorough")
+
+
+@dataclass
+class TrainSettings:
+    """Every hyper-parameter of a LoRA run (all editable in the UI)."""
+
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=list)  # empty: chosen per architecture
+    learning_rate: float = 5e-4
+    epochs: float = 3.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    val_split: float = 0.2
+    seed: int = 42
+    eval_every: int = 0  # optimizer steps between evaluations; 0: about four per epoch
+    gradient_checkpointing: bool = False
+    max_val_rows: int = 500
+    sample_tokens: int = 40  # causal LM: tokens generated for each before/after sample
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, base: TrainSettings | None = None) -> TrainSettings:
+        """Overlay ``data`` on ``base`` (defaults if None); unknown keys are an error."""
+        data = dict(data or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InputError(f"Unknown setting(s): {', '.join(unknown)}.")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if value is None:
+                continue
+            values[name] = _coerce(name, known[name].type, value)
+        return replace(base or cls(), **values).validated()
+
+    def validated(self) -> TrainSettings:
+        """Return self or raise :class:`InputError` naming the first out-of-range field."""
+        checks = [
+            (1 <= self.lora_r <= 256, "LoRA rank must be between 1 and 256."),
+            (0 < self.lora_alpha <= 1024, "LoRA alpha must be between 1 and 1024."),
+            (0 <= self.lora_dropout < 1, "LoRA dropout must be at least 0 and below 1."),
+            (0 < self.learning_rate <= 0.1, "The learning rate must be above 0 and at most 0.1."),
+            (0 < self.epochs <= 100, "Epochs must be above 0 and at most 100."),
+            (1 <= self.batch_size <= 512, "Batch size must be between 1 and 512."),
+            (1 <= self.grad_accum <= 256, "Gradient accumulation must be between 1 and 256."),
+            (8 <= self.max_length <= 4096, "Max length must be between 8 and 4096 tokens."),
+            (0 <= self.warmup_ratio < 1, "Warm-up must be a fraction from 0 to below 1."),
+            (0 <= self.weight_decay <= 1, "Weight decay must be between 0 and 1."),
+            (0.05 <= self.val_split <= 0.5, "The validation split must be between 0.05 and 0.5."),
+            (0 <= self.seed < 2**32, "The seed must be a non-negative integer."),
+            (self.eval_every >= 0, "Evaluate-every must be 0 (automatic) or a positive number of steps."),
+            (10 <= self.max_val_rows <= 100_000, "Max validation rows must be between 10 and 100000."),
+            (1 <= self.sample_tokens <= 512, "Sample tokens must be between 1 and 512."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        return self
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    text = str(type_name)
+    try:
+        if text.startswith("list"):
+            if isinstance(value, str):
+                value = [] if value.strip().lower() in ("", "auto") else value.split(",")
+            return [str(v).strip() for v in value if str(v).strip()]
+        if text == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        if text == "int":
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"The setting '{name}' must be a number, got {value!r}.") from None
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 1e-3, "epochs": 1, "batch_size": 16,
+              "grad_accum": 1, "max_length": 64, "warmup_ratio": 0.06, "weight_decay": 0.0},
+    "balanced": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 5e-4, "epochs": 3, "batch_size": 16,
+                 "grad_accum": 1, "max_length": 128, "warmup_ratio": 0.1, "weight_decay": 0.01},
+    "thorough": {"lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-4, "epochs": 5, "batch_size": 16,
+                 "grad_accum": 2, "max_length": 256, "warmup_ratio": 0.1, "weight_decay": 0.01},
+}
+# Decoders see prompt and response together, so they get twice the tokens; a freshly initialised
+# classification head learns faster with a higher learning rate than a language-model adapter.
+_LM_LENGTH = {"quick": 128, "balanced": 256, "thorough": 512}
+_CLS_LR = {"quick": 2e-3, "balanced": 1e-3, "thorough": 5e-4}
+
+
+def preset(name: str, task: str = "classification") -> TrainSettings:
+    """The named preset (quick, balanced, thorough) for ``task``."""
+    key = (name or "").strip().lower()
+    if key not in _PRESETS:
+        raise InputError(f"Unknown preset '{name}'; choose one of {', '.join(PRESET_NAMES)}.")
+    values = dict(_PRESETS[key])
+    if task == "causal-lm":
+        values["max_length"] = _LM_LENGTH[key]
+    else:
+        values["learning_rate"] = _CLS_LR[key]
+    return TrainSettings(**values)
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise InputError(f"Unknown task '{task}'; choose classification or causal-lm.")
+    return task

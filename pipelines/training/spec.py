@@ -1,0 +1,58 @@
+"""The ``finetune`` request: task, base model, column mapping, preset and setting overrides, as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.errors import InputError
+from pipelines.training.data import ColumnMapping
+from pipelines.training.settings import DEFAULT_MODELS, TrainSettings, check_task, preset
+
+EXAMPLE = {
+    "task": "classification", "base_model": "minilm-l6", "name": "my run",
+    "columns": {"text": "text", "label": "label"}, "preset": "quick", "settings": {"epochs": 2},
+}
+
+
+@dataclass
+class JobSpec:
+    """Everything but the file: what to train, on which columns, with which settings."""
+
+    task: str = "classification"
+    base_model: str = ""
+    name: str = ""
+    columns: ColumnMapping = field(default_factory=ColumnMapping)
+    settings: TrainSettings = field(default_factory=TrainSettings)
+
+    def to_json(self) -> str:
+        return json.dumps({"task": self.task, "base_model": self.base_model, "name": self.name,
+                           "columns": self.columns.to_dict(), "settings": self.settings.to_dict()})
+
+    @classmethod
+    def from_json(cls, text: str | dict[str, Any] | None) -> JobSpec:
+        """Parse the JSON spec (see ``EXAMPLE``); missing fields take the preset's or the task's defaults."""
+        if isinstance(text, dict):
+            data = text
+        else:
+            try:
+                data = json.loads(text or "{}")
+            except ValueError:
+                raise InputError("The settings are not valid JSON, e.g. " + json.dumps(EXAMPLE)) from None
+        if not isinstance(data, dict):
+            raise InputError("The settings must be a JSON object, e.g. " + json.dumps(EXAMPLE))
+        unknown = sorted(set(data) - {"task", "base_model", "name", "columns", "preset", "settings"})
+        if unknown:
+            raise InputError(f"Unknown field(s) in the request: {', '.join(unknown)}.")
+        task = check_task(str(data.get("task") or "classification"))
+        columns = data.get("columns") or {}
+        if not isinstance(columns, dict) or set(columns) - {"text", "label", "prompt", "response"}:
+            raise InputError("'columns' must map text/label (classification) or prompt/response or text (LM).")
+        mapping = ColumnMapping(**{k: (str(v) if v else None) for k, v in columns.items()})
+        overrides = data.get("settings") or {}
+        if not isinstance(overrides, dict):
+            raise InputError("'settings' must be a JSON object of setting names and values.")
+        settings = TrainSettings.from_dict(overrides, base=preset(str(data.get("preset") or "quick"), task))
+        base_model = str(data.get("base_model") or DEFAULT_MODELS[task]).strip()
+        return cls(task, base_model, str(data.get("name") or "")[:80], mapping, settings)
