@@ -1,0 +1,161 @@
+"""Text classification: a fine-tuned classifier, or zero-shot by embeddings, by an NLI model or by an LM."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.errors import InputError
+from pipelines.models.manager import LoadedModel, ModelManager
+from pipelines.tasks.base import Task
+from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask, softmax
+from pipelines.tasks.limits import input_limit
+from pipelines.tasks.lm_prompting import DEFAULT_LM, label_logliks, truncate_tokens
+
+METHODS = ("finetuned", "embeddings", "nli", "lm")
+DEFAULT_MODELS = {"embeddings": DEFAULT_ENCODER, "lm": DEFAULT_LM}
+MAX_LABELS = 50
+DEFAULT_TEMPLATE = "This text is about {}."
+
+
+def parse_labels(raw: str | list[str] | None, minimum: int = 2) -> list[str]:
+    """Labels typed as ``a, b, c`` (commas, semicolons or new lines), stripped and de-duplicated in order."""
+    items = raw if isinstance(raw, list) else re.split(r"[,;\n，；]", raw or "")
+    labels = list(dict.fromkeys(s.strip() for s in items if s and s.strip()))
+    if len(labels) < minimum:
+        raise InputError(f"Type at least {minimum} candidate labels, separated by commas.")
+    if len(labels) > MAX_LABELS:
+        raise InputError(f"At most {MAX_LABELS} labels are allowed; you typed {len(labels)}.")
+    return labels
+
+
+def _result(labels: list[str], probs: np.ndarray | list[float]) -> dict:
+    scores = {label: float(p) for label, p in zip(labels, probs, strict=True)}
+    ranked = dict(sorted(scores.items(), key=lambda kv: kv[1], reverse=True))
+    return {"label": next(iter(ranked)), "scores": ranked}
+
+
+class SequenceClassifierTask(Task[list[str], list[dict]]):
+    """A sequence-classification model (hub, folder or fine-tuned adapter) with its own ``id2label``."""
+
+    batch_size = 16
+
+    def __init__(self, loaded: LoadedModel, max_length: int = 512) -> None:
+        super().__init__(loaded)
+        config = self.model.config
+        count = int(getattr(config, "num_labels", 0) or len(config.id2label))
+        self.labels = [str(config.id2label.get(i, config.id2label.get(str(i), f"LABEL_{i}"))) for i in range(count)]
+        self.max_length = input_limit(loaded, max_length)
+
+    def preprocess(self, inputs: list[str]) -> Any:
+        return self.tokenizer(inputs, padding=True, truncation=True, max_length=self.max_length,
+                              return_tensors="pt").to(self.loaded.device)
+
+    def forward(self, batch: Any) -> Any:
+        return torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
+
+    def postprocess(self, outputs: Any) -> list[dict]:
+        return [_result(self.labels, row) for row in outputs]
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        return self(texts)
+
+
+class EmbeddingZeroShot:
+    """Zero-shot by cosine similarity between the text and ``template.format(label)`` embeddings."""
+
+    batch_size = 32
+
+    def __init__(self, encoder: EmbeddingTask, labels: list[str], template: str = DEFAULT_TEMPLATE,
+                 scale: float = 20.0) -> None:
+        self.encoder, self.labels, self.scale = encoder, labels, scale
+        self.label_vectors = encoder.encode([_fill(template, label) for label in labels])
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        sims = self.encoder.encode(texts, batch_size=self.batch_size) @ self.label_vectors.T
+        return [_result(self.labels, softmax(row * self.scale)) for row in sims]
+
+
+class NLIZeroShot:
+    """Zero-shot with an NLI model through transformers' zero-shot-classification pipeline."""
+
+    batch_size = 4
+
+    def __init__(self, loaded: LoadedModel, labels: list[str], template: str = DEFAULT_TEMPLATE) -> None:
+        from transformers import ZeroShotClassificationPipeline
+
+        label2id = {str(k).lower(): v for k, v in (loaded.model.config.label2id or {}).items()}
+        if not any(k.startswith("entail") for k in label2id):
+            raise InputError(
+                f"'{loaded.ref.name}' is not an NLI model: its labels have no 'entailment'. "
+                "Pick an NLI model (e.g. one fine-tuned on MNLI) or another zero-shot method."
+            )
+        self.labels, self.template = labels, _fill(template, "{}")
+        self.pipe = ZeroShotClassificationPipeline(model=loaded.model, tokenizer=loaded.tokenizer)
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        outputs = self.pipe(texts, candidate_labels=self.labels, hypothesis_template=self.template)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        results = []
+        for out in outputs:
+            by_label = dict(zip(out["labels"], out["scores"], strict=True))
+            results.append(_result(self.labels, [by_label[label] for label in self.labels]))
+        return results
+
+
+class LMZeroShot:
+    """Zero-shot by each label's log-likelihood as the LM's answer (softmax over labels)."""
+
+    batch_size = 1
+
+    def __init__(self, loaded: LoadedModel, labels: list[str], max_text_tokens: int = 768) -> None:
+        self.loaded, self.labels, self.max_text_tokens = loaded, labels, max_text_tokens
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        results = []
+        for text in texts:
+            text, _ = truncate_tokens(self.loaded.tokenizer, text, self.max_text_tokens)
+            prompt = (f"Classify the text into exactly one of these categories: {', '.join(self.labels)}.\n\n"
+                      f"Text: {text}\n\nReply with the category only.")
+            results.append(_result(self.labels, softmax(label_logliks(self.loaded, prompt, self.labels))))
+        return results
+
+
+def _fill(template: str, label: str) -> str:
+    template = (template or DEFAULT_TEMPLATE).strip()
+    if "{}" not in template:
+        template = template.replace("{label}", "{}") if "{label}" in template else template + " {}"
+    return template.replace("{}", label, 1)
+
+
+@dataclass
+class ClassifierSpec:
+    """What to build: ``method`` in METHODS, a model reference, candidate labels for zero-shot."""
+
+    method: str = "embeddings"
+    model: str = ""
+    labels: str | list[str] = ""
+    template: str = DEFAULT_TEMPLATE
+
+
+def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any = None):
+    """Build the classifier for ``spec``; every classifier has ``classify(texts) -> [{label, scores}]``."""
+    if spec.method not in METHODS:
+        raise InputError(f"Unknown method '{spec.method}'; choose one of {', '.join(METHODS)}.")
+    ref = (spec.model or "").strip() or DEFAULT_MODELS.get(spec.method, "")
+    if spec.method == "finetuned":
+        if not ref:
+            raise InputError("Choose a fine-tuned classifier: a run from the Fine-tune tab, a hub id or a folder.")
+        return SequenceClassifierTask(manager.load(ref, "seq-cls", progress=progress))
+    labels = parse_labels(spec.labels)
+    if spec.method == "embeddings":
+        return EmbeddingZeroShot(EmbeddingTask(manager.load(ref, "encoder", progress=progress)), labels, spec.template)
+    if spec.method == "nli":
+        if not ref:
+            raise InputError("Type an NLI model (hub id or local folder) for NLI zero-shot classification.")
+        return NLIZeroShot(manager.load(ref, "seq-cls", progress=progress), labels, spec.template)
+    return LMZeroShot(manager.load(ref, "causal-lm", progress=progress), labels)

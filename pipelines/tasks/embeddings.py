@@ -1,0 +1,78 @@
+"""Sentence embeddings: an encoder (MiniLM by default) with attention-masked mean pooling, L2-normalised."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipelines.models.manager import LoadedModel, ModelManager
+from pipelines.tasks.base import Task
+from pipelines.tasks.limits import input_limit
+
+DEFAULT_ENCODER = "minilm-l6"
+
+
+class EmbeddingTask(Task[list[str], np.ndarray]):
+    """``texts -> (n, dim)`` float32 unit vectors, so a dot product is the cosine similarity."""
+
+    def __init__(self, loaded: LoadedModel, max_length: int = 256) -> None:
+        super().__init__(loaded)
+        self.max_length = input_limit(loaded, max_length)
+
+    def preprocess(self, inputs: list[str]) -> Any:
+        batch = self.tokenizer(
+            [t if t.strip() else " " for t in inputs], padding=True, truncation=True,
+            max_length=self.max_length, return_tensors="pt",
+        )
+        return batch.to(self.loaded.device)
+
+    def forward(self, batch: Any) -> Any:
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return pooled.float().cpu().numpy()
+
+    def postprocess(self, outputs: Any) -> np.ndarray:
+        norms = np.linalg.norm(outputs, axis=1, keepdims=True)
+        return (outputs / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Embed any number of texts in mini-batches, sorted by length to limit padding."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            out[idx] = self([texts[i] for i in idx])
+        return out
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+
+def get_encoder(manager: ModelManager, ref: str = DEFAULT_ENCODER, progress: Any = None) -> EmbeddingTask:
+    """The shared sentence encoder (loaded once by the manager's cache)."""
+    return EmbeddingTask(manager.load(ref or DEFAULT_ENCODER, "encoder", progress=progress))
+
+
+def mmr(doc_scores: np.ndarray, pairwise: np.ndarray, k: int, diversity: float = 0.3) -> list[int]:
+    """Maximal marginal relevance: pick ``k`` items by relevance minus ``diversity`` times redundancy."""
+    k = min(k, len(doc_scores))
+    if k <= 0:
+        return []
+    chosen = [int(np.argmax(doc_scores))]
+    while len(chosen) < k:
+        redundancy = pairwise[:, chosen].max(axis=1)
+        score = (1 - diversity) * doc_scores - diversity * redundancy
+        score[chosen] = -np.inf
+        chosen.append(int(np.argmax(score)))
+    return chosen
+
+
+def softmax(values: np.ndarray | list[float]) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    arr = np.exp(arr - arr.max())
+    return arr / arr.sum()
