@@ -19,6 +19,7 @@ from pipelines.errors import ModelLoadError
 from pipelines.models import refs
 from pipelines.models.devices import DTYPES, detect_device, resolve_dtype
 from pipelines.models.embedded import ensure_local_folder
+from pipelines.models.hub import hub_options, hub_reachable, reset_hub_check  # noqa: F401 - re-exported
 from pipelines.models.refs import ModelRef
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,9 @@ class ModelManager:
         from transformers import AutoConfig
 
         try:
-            cfg = AutoConfig.from_pretrained(ref.location, trust_remote_code=self.config.trust_remote_code)
+            cfg = AutoConfig.from_pretrained(
+                ref.location, trust_remote_code=self.config.trust_remote_code, **hub_options(ref)
+            )
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clear sentence
             raise _friendly_error(ref, exc) from None
         for arch in cfg.architectures or []:
@@ -267,10 +270,14 @@ class ModelManager:
         location = self._location(base, report)
         run_tokenizer = ref.run.path / "tokenizer" if ref.run else None
         tokenizer_source = str(run_tokenizer) if run_tokenizer and run_tokenizer.is_dir() else location
+        offline = hub_options(base)
         tokenizer = transformers.AutoTokenizer.from_pretrained(
-            tokenizer_source, trust_remote_code=self.config.trust_remote_code
+            tokenizer_source,
+            trust_remote_code=self.config.trust_remote_code,
+            **(offline if tokenizer_source == location else {}),
         )
         kwargs: dict[str, Any] = {
+            **offline,
             "trust_remote_code": self.config.trust_remote_code,
             "use_safetensors": None if self.config.allow_pickle_weights else True,
             "dtype": DTYPES.get(key.dtype, torch.float32),

@@ -12,8 +12,10 @@ from pipelines.errors import ModelLoadError
 from pipelines.models.embedded import EMBEDDED, EmbeddedModel
 from pipelines.runs import RunInfo, RunStore
 
-HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
+HUB_ID = re.compile(r"^(?!.*\.\.)(?!.*--)[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$", re.ASCII)
 MAX_REF_CHARS = 300
+# Weights that are Python pickles: loading them can run code, so they need config.allow_pickle_weights.
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
 # Architecture suffix -> model kind used by the manager.
 ARCH_KINDS = (
@@ -46,25 +48,62 @@ def _is_path_like(ref: str) -> bool:
     return ref.startswith(("/", ".", "~")) or "\\" in ref or Path(ref).is_absolute()
 
 
-def check_local_folder(ref: str, roots: list[Path]) -> Path:
-    """Resolve ``ref`` (symlinks included) and require it under one of ``roots``."""
-    path = Path(ref).expanduser()
+def _exists(ref: str) -> bool:
     try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError):
+        return Path(ref).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def is_hub_id(ref: str) -> bool:
+    """Whether ``ref`` is a well-formed Hub id (``name`` or ``owner/name``; ASCII letters, digits, ``_ . -``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not HUB_ID.match(ref):
+        return False
+    try:
+        validate_repo_id(ref)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_local_folder(ref: str, roots: list[Path]) -> Path:
+    """Resolve ``ref`` (symlinks included) and require a model folder under one of ``roots``.
+
+    Containment is checked before existence, so paths outside the roots all get the same answer and the app
+    cannot be used to probe which files exist on the server.
+    """
+    try:
+        resolved = Path(ref).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
         raise ModelLoadError(f"The local folder '{ref}' does not exist.") from None
     allowed = [Path(r).expanduser().resolve() for r in roots]
-    if not any(resolved == root or resolved.is_relative_to(root) for root in allowed):
+    if not any(resolved.is_relative_to(root) for root in allowed):
         where = ", ".join(str(r) for r in allowed) or "(none configured)"
         raise ModelLoadError(
-            f"The folder '{ref}' is outside the allowed model folders ({where}); "
+            f"The folder '{ref}' does not exist or is outside the allowed model folders ({where}); "
             "put it there or add its parent to LMW_MODEL_ROOTS."
         )
+    if not resolved.exists():
+        raise ModelLoadError(f"The local folder '{ref}' does not exist.")
     if not resolved.is_dir():
         raise ModelLoadError(f"'{ref}' is a file, not a model folder.")
     if not (resolved / "config.json").is_file() and not (resolved / "adapter_config.json").is_file():
         raise ModelLoadError(f"The folder '{ref}' has no config.json, so it is not a transformers model folder.")
     return resolved
+
+
+def check_weights(folder: Path, name: str, allow_pickle: bool) -> None:
+    """Refuse a folder whose only weights are pickles unless ``allow_pickle``."""
+    if allow_pickle or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+    if pickles:
+        raise ModelLoadError(
+            f"'{name}' only has pickle weights ({', '.join(pickles[:3])}), which are refused because loading "
+            "them can run code; convert the model to safetensors, or set LMW_ALLOW_PICKLE=1 if you trust it."
+        )
 
 
 def resolve(ref: str, config: AppConfig) -> ModelRef:
@@ -73,15 +112,19 @@ def resolve(ref: str, config: AppConfig) -> ModelRef:
     if not ref:
         raise ModelLoadError("Choose a model first.")
     if len(ref) > MAX_REF_CHARS:
-        raise ModelLoadError("That model name is too long.")
+        raise ModelLoadError(f"That model name is too long (over {MAX_REF_CHARS} characters).")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in ref):
+        raise ModelLoadError("That model name contains control characters.")
     if ref in EMBEDDED:
         return ModelRef(ref, "embedded", embedded=EMBEDDED[ref])
     if ref.startswith("run:"):
         run = RunStore(config.runs_dir).get(ref[4:])
         return ModelRef(ref, "run", str(run.adapter_dir), run=run, base=resolve(run.base_model, config))
-    if _is_path_like(ref) or Path(ref).expanduser().exists():
-        return ModelRef(ref, "local", str(check_local_folder(ref, config.model_roots)))
-    if HUB_ID.match(ref):
+    if _is_path_like(ref) or _exists(ref):
+        folder = check_local_folder(ref, config.model_roots)
+        check_weights(folder, ref, config.allow_pickle_weights)
+        return ModelRef(ref, "local", str(folder))
+    if is_hub_id(ref):
         return ModelRef(ref, "hub", ref)
     raise ModelLoadError(
         f"'{ref}' is neither an embedded model ({', '.join(EMBEDDED)}), a fine-tuned run, "
