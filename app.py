@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from components.attention import build_attention_tab
 from components.i18n import I18N, t
 from components.models import build_models_tab
 from pipelines.context import AppContext
@@ -18,6 +19,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 # (translation key of the tab title, builder). Each builder adds its components to the open Blocks.
 TABS: list[tuple[str, Callable[[AppContext], dict]]] = [
     ("tab.models", build_models_tab),
+    ("tab.attention", build_attention_tab),
 ]
 
 

@@ -97,7 +97,10 @@ def page(browser, app_server):
             foreign.append(request.url)
 
     pg.on("request", check_request)
-    pg.goto(app_server["url"], wait_until="networkidle")
+    # Not "networkidle": an app with gr.State keeps a heartbeat request open for the whole session.
+    pg.goto(app_server["url"], wait_until="load")
+    pg.locator("#app-title").wait_for(timeout=60_000)
+    pg.get_by_role("tab").first.wait_for(timeout=60_000)
     yield pg
     context.close()
     assert not foreign, f"requests to other hosts: {foreign}"

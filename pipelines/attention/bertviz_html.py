@@ -203,7 +203,8 @@ def model_view_html(result: AttentionResult, options: BertvizOptions | None = No
 
 def iframe(view: BertvizView, height: int | None = None) -> str:
     """The view in a sandboxed iframe (scripts run, but with an opaque origin: no access to the page)."""
-    height = height or (720 if view.kind == "head" else 900)
+    if height is None:  # bertviz draws one 22.5 px row per token in the head view
+        height = min(900, max(260, int(view.tokens * 22.5) + 110)) if view.kind == "head" else 900
     return (
         f'<iframe class="bertviz-frame" title="bertviz {view.kind} view" sandbox="allow-scripts" '
         f'style="width:100%;height:{height}px;border:1px solid #ddd;border-radius:6px;background:#fff" '
