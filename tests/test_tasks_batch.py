@@ -1,0 +1,110 @@
+"""CSV batch mode: metrics with a label column, Stop keeps the rows done, downloads neutralise formulas."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from components.batch_ui import BatchSpec, run_batch, stop_batch
+from components.classify import label_metrics
+from components.summarize import rouge_metrics
+from pipelines.errors import InputError
+from pipelines.tasks.batch import BatchJob
+from pipelines.tasks.classify import ClassifierSpec, make_classifier
+
+
+def _csv(tmp_path, rows: list[dict], name: str = "in.csv") -> str:
+    path = tmp_path / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def _last(gen):
+    outputs = list(gen)
+    return outputs[-1]
+
+
+def test_batch_with_label_column_reports_accuracy_and_macro_f1(ctx, tmp_path) -> None:
+    rows = [
+        {"text": "The striker scored twice and the team won the league", "label": "sports"},
+        {"text": "Simmer the tomato sauce and add fresh basil", "label": "cooking"},
+        {"text": "Shares rallied after strong quarterly earnings", "label": "finance"},
+        {"text": "The goalkeeper saved a penalty in the final minute", "label": "sports"},
+        {"text": "Knead the dough and let it rise for an hour", "label": "cooking"},
+        {"text": "Bond yields rose as the central bank raised interest rates", "label": "finance"},
+    ]
+    classifier = make_classifier(ctx.manager, ClassifierSpec("embeddings", "minilm-l6", "sports, cooking, finance"))
+
+    def process(texts):
+        return [{"predicted_label": r["label"]} for r in classifier.classify(texts)]
+
+    spec = BatchSpec(process, batch_size=4, metrics=label_metrics, stem="classified")
+    status, preview, files, metrics, figure = _last(
+        run_batch(ctx, "test-metrics", _csv(tmp_path, rows), "text", "label", lambda: spec))
+    assert "6 of 6 rows (done" in status
+    assert list(preview["predicted_label"]) == [r["label"] for r in rows]
+    assert "**Accuracy** 1.000" in metrics and "**Macro-F1** 1.000" in metrics
+    assert figure is not None and list(figure.data[0].x) == ["cooking", "finance", "sports"]
+    assert files[0].endswith(".csv") and files[1].endswith(".json")
+    assert len(pd.read_csv(files[0])) == 6 and len(pd.read_json(files[1])) == 6
+
+
+def test_rouge_metrics_for_a_reference_column() -> None:
+    frame = pd.DataFrame({"summary": ["the cat sat", "a dog"]})
+    text, figure = rouge_metrics(frame, ["the cat sat", ""])
+    assert "**Mean ROUGE-1** 1.000" in text and "over 1 rows" in text and figure is None
+
+
+def test_stop_mid_batch_keeps_done_rows_downloadable(ctx, tmp_path) -> None:
+    path = _csv(tmp_path, [{"text": f"row {i}"} for i in range(200)])
+    started = threading.Event()
+
+    def slow(texts):
+        started.set()
+        time.sleep(0.05)
+        return [{"echo": x.upper()} for x in texts]
+
+    outputs: list = []
+    runner = threading.Thread(
+        target=lambda: outputs.extend(run_batch(ctx, "test-stop", path, "text", None, lambda: BatchSpec(slow, 2))))
+    runner.start()
+    assert started.wait(30)
+    time.sleep(0.3)
+    status, preview, files, _, _ = stop_batch("test-stop")
+    runner.join(30)
+    done = pd.read_csv(files[0])
+    assert "stopped" in status
+    assert 0 < len(done) < 200
+    assert list(done["echo"]) == [f"ROW {i}" for i in range(len(done))]
+    assert len(preview) == len(done)
+
+
+def test_batch_job_reports_errors_and_keeps_rows() -> None:
+    def fail_on_third(texts):
+        if "c" in texts:
+            raise ValueError("boom")
+        return [{"v": x} for x in texts]
+
+    job = BatchJob(["a", "b", "c", "d"], fail_on_third, batch_size=1)
+    job.run()
+    assert [r["v"] for r in job.results] == ["a", "b"]
+    assert "boom" in job.error and "failed" in job.status()
+
+
+def test_download_neutralises_formulas(ctx, tmp_path) -> None:
+    path = _csv(tmp_path, [{"text": "=1+1"}, {"text": "plain"}])
+    spec = BatchSpec(lambda texts: [{"copy": x} for x in texts], 8)
+    _, _, files, _, _ = _last(run_batch(ctx, "test-formula", path, "text", None, lambda: spec))
+    with open(files[0], encoding="utf-8") as handle:
+        raw = handle.read()
+    assert "'=1+1" in raw
+    assert "\n=1+1" not in raw and ",=1+1" not in raw
+
+
+def test_unknown_column_is_a_clear_error(ctx, tmp_path) -> None:
+    path = _csv(tmp_path, [{"text": "a"}])
+    with pytest.raises(InputError, match="no column 'body'"):
+        _last(run_batch(ctx, "test-col", path, "body", None, lambda: BatchSpec(lambda t: t, 1)))

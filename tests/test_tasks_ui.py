@@ -1,0 +1,90 @@
+"""Classify, Summarize and Extract over the API (gradio_client) and in the browser (Playwright)."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client
+
+from pipelines.tasks.sentences import split_sentences
+from tests.conftest import open_tab
+
+TEMPLATE = "This text is about {}."
+
+
+@pytest.fixture(scope="module")
+def client(app_server) -> Client:
+    return Client(app_server["url"], verbose=False)
+
+
+def _screenshot(page, artifacts_dir, name: str) -> None:
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def test_classify_api(client) -> None:
+    label, _chart, scores, _note = client.predict(
+        "The team won the football match", "embeddings", "minilm-l6", "sports, cooking, finance", TEMPLATE,
+        api_name="/classify",
+    )
+    assert label == "sports"
+    assert set(scores) == {"sports", "cooking", "finance"}
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_classify_api_bad_input_is_a_clean_error(client) -> None:
+    with pytest.raises(Exception) as info:
+        client.predict("some text", "embeddings", "minilm-l6", "only-one", TEMPLATE, api_name="/classify")
+    assert "at least 2 candidate labels" in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_extract_entities_api(client) -> None:
+    highlight, table = client.predict(
+        "Apple opened a new office in Berlin.", "spacy-en-sm", api_name="/extract_entities")
+    pairs = {(item["token"], item["class_or_confidence"]) for item in highlight}
+    assert ("Apple", "ORG") in pairs
+    assert ("Berlin", "GPE") in pairs
+    assert table["data"][0][:4] == ["Apple", "ORG", 0, 5]
+
+
+@pytest.mark.browser
+def test_classify_tab_in_the_browser(page, artifacts_dir) -> None:
+    open_tab(page, "Classify")
+    page.locator("#classify-text textarea").fill("Whisk the eggs, then fold in the flour and bake the cake.")
+    page.locator("#classify-run").click()
+    top = page.locator("#classify-top textarea")
+    page.wait_for_function("() => document.querySelector('#classify-top textarea').value !== ''", timeout=90_000)
+    assert top.input_value() == "cooking"
+    chart = page.locator("#classify-chart .js-plotly-plot")
+    chart.wait_for(state="visible", timeout=30_000)
+    assert chart.locator("text", has_text="cooking").count() >= 1
+    _screenshot(page, artifacts_dir, "classify")
+
+
+@pytest.mark.browser
+def test_summarize_tab_in_the_browser(page, artifacts_dir) -> None:
+    open_tab(page, "Summarize")
+    text = ("The council approved a new budget. It adds money for buses. Critics say taxes rise too much. "
+            "The mayor says transport helps shops. The timetable starts in January.")
+    page.locator("#summarize-text textarea").fill(text)
+    page.locator("#summarize-run").click()
+    page.wait_for_function("() => document.querySelector('#summarize-output textarea').value !== ''",
+                           timeout=90_000)
+    summary = page.locator("#summarize-output textarea").input_value()
+    kept = split_sentences(summary)
+    assert len(kept) == 3 and all(sentence in text for sentence in kept)
+    assert "Kept 3 sentence(s)." in page.locator("#summarize-note").inner_text()
+    _screenshot(page, artifacts_dir, "summarize")
+
+
+@pytest.mark.browser
+def test_extract_tab_in_the_browser(page, artifacts_dir) -> None:
+    open_tab(page, "Extract")
+    page.locator("#extract-entities-text textarea").fill("Apple opened a new office in Berlin.")
+    page.locator("#extract-entities-run").click()
+    output = page.locator("#extract-entities-output")
+    output.get_by_text("ORG").first.wait_for(state="visible", timeout=90_000)
+    assert "Apple" in output.inner_text()
+    assert "GPE" in output.inner_text()
+    _screenshot(page, artifacts_dir, "extract")
