@@ -12,6 +12,7 @@ import gradio as gr
 from components.attention import build_attention_tab
 from components.classify import build_classify_tab
 from components.extract import build_extract_tab
+from components.finetune import build_finetune_tab
 from components.i18n import I18N, t
 from components.models import build_models_tab
 from components.summarize import build_summarize_tab
@@ -23,6 +24,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 TABS: list[tuple[str, Callable[[AppContext], dict]]] = [
     ("tab.models", build_models_tab),
     ("tab.attention", build_attention_tab),
+    ("tab.finetune", build_finetune_tab),
     ("tab.classify", build_classify_tab),
     ("tab.summarize", build_summarize_tab),
     ("tab.extract", build_extract_tab),

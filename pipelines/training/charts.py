@@ -9,7 +9,8 @@ def loss_figure(train: list[tuple[int, float]], val: list[tuple[int, float]], to
     """Train loss per optimizer step and validation loss at each evaluation."""
     fig = go.Figure()
     if train:
-        fig.add_trace(go.Scatter(x=[s for s, _ in train], y=[v for _, v in train], mode="lines", name="train loss"))
+        fig.add_trace(go.Scatter(x=[s for s, _ in train], y=[v for _, v in train],
+                                 mode="lines" if len(train) > 30 else "lines+markers", name="train loss"))
     if val:
         fig.add_trace(go.Scatter(
             x=[s for s, _ in val], y=[v for _, v in val], mode="lines+markers", name="validation loss"
