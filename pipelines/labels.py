@@ -117,5 +117,6 @@ def build_label_map(
     notes = ()
     if rare:
         shown = ", ".join(f"'{label[:30]}'" for label in rare[:5]) + (", ..." if len(rare) > 5 else "")
-        notes = (f"{len(rare)} class(es) have a single example ({shown}); the model cannot learn much from that.",)
+        what = "1 class has" if len(rare) == 1 else f"{len(rare)} classes have"
+        notes = (f"{what} a single example ({shown}); the model cannot learn much from that.",)
     return LabelMap(labels=labels, counts={label: counts[label] for label in labels}, numeric=numeric, notes=notes)

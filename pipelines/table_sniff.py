@@ -42,8 +42,9 @@ HTML_START = re.compile(r"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body|t
 DELIMITERS = (",", "\t", ";", "|")
 SNIFF_CHARS = 64_000
 SNIFF_RECORDS = 200
+HEURISTIC_CHARS = 500_000  # the encoding heuristics look at this much of a file
 # Encodings charset-normalizer may pick when the bytes are neither UTF-8, GBK Chinese nor Western European.
-OTHER_ENCODINGS = ["big5", "shift_jis", "euc_kr", "cp1251", "cp1250", "cp1253", "cp1254", "cp1255", "cp1256"]
+OTHER_ENCODINGS = ["gb18030", "big5", "shift_jis", "euc_kr", "cp1251", "cp1250", "cp1253", "cp1254", "cp1255", "cp1256"]
 ENCODING_NAMES = {"utf-8-sig": "UTF-8 with BOM", "utf-8": "UTF-8", "gb18030": "GB18030/GBK", "cp1252": "Windows-1252",
                   "latin-1": "Latin-1", "utf-16": "UTF-16", "utf-32": "UTF-32"}
 
@@ -135,12 +136,12 @@ def decode(raw: bytes) -> tuple[str, str]:
     if text is not None:
         return text, "utf-8"
     chinese = _strict(raw, "gb18030")
-    if chinese is not None and _looks_gbk(chinese):
+    if chinese is not None and _looks_gbk(chinese[:HEURISTIC_CHARS]):
         return chinese, "gb18030"
     western = _strict(raw, "cp1252")
     encoding = "cp1252" if western is not None else "latin-1"
     western = western if western is not None else raw.decode("latin-1")
-    if not _looks_western(western):
+    if not _looks_western(western[:HEURISTIC_CHARS]):
         other = _charset_normalizer_guess(raw)
         if other is not None:
             return other

@@ -107,6 +107,10 @@ def read_table(
     return Table(frame=frame, encoding=encoding, delimiter=delimiter, notes=notes, row_numbers=parsed.row_numbers)
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def _where(row: int, line: int) -> str:
     return f"Row {row}" if row == line else f"Row {row} (line {line} of the file)"
 
@@ -128,7 +132,7 @@ def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) ->
     empty = row = 0
     line = last_line = line_offset
     cells: list[str] = []
-    for cells in reader:
+    for cells in _records(reader, line_offset):
         row, line, last_line = row + 1, last_line + 1, reader.line_num + line_offset
         if not cells:
             continue
@@ -148,7 +152,7 @@ def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) ->
         elif len(cells) < width:
             short.append(row)
             cells = cells + [""] * (width - len(cells))
-        if not any(c.strip() for c in cells):
+        if not "".join(cells).strip():
             empty += 1
             continue
         parsed.total += 1
@@ -162,11 +166,22 @@ def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) ->
     parsed.header = header
     if short:
         shown_rows = ", ".join(str(r) for r in short[:5]) + (", ..." if len(short) > 5 else "")
-        notes.append(f"{len(short)} row(s) had fewer cells than the header (rows {shown_rows}); "
+        notes.append(f"{_count(len(short), 'row')} had fewer cells than the header (row {shown_rows}); "
                      "the missing cells are left empty.")
     if empty:
-        notes.append(f"{empty} row(s) with only empty cells were skipped.")
+        notes.append(f"{_count(empty, 'row')} with only empty cells skipped.")
     return parsed, shown
+
+
+def _records(reader, line_offset: int):
+    """The reader's records, with a csv.Error turned into a sentence naming the line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"Line {reader.line_num + line_offset} could not be read as CSV ({exc}).") from None
 
 
 def _check_closed_quote(text: str, delimiter: str, start_line: int, row: int, line: int) -> None:
@@ -259,6 +274,8 @@ def _clean_header(names: list[str], notes: list[str]) -> list[str]:
 def _cap_cells(parsed: _Parsed, header: list[str], limit: int, notes: list[str]) -> None:
     cut, first = 0, ""
     for rows_index, cells in enumerate(parsed.rows):
+        if max(map(len, cells)) <= limit:
+            continue
         for col, value in enumerate(cells):
             if len(value) > limit:
                 cells[col] = value[:limit]
@@ -266,7 +283,7 @@ def _cap_cells(parsed: _Parsed, header: list[str], limit: int, notes: list[str])
                     first = f"row {parsed.row_numbers[rows_index]}, column '{header[col]}'"
                 cut += 1
     if cut:
-        notes.append(f"{cut} cell(s) longer than {limit:,} characters were cut to that length (first: {first}).")
+        notes.append(f"{_count(cut, 'cell')} longer than {limit:,} characters cut to that length (first: {first}).")
 
 
 def neutralise(value: object) -> object:

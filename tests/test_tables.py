@@ -67,6 +67,16 @@ def test_tiny_latin1_files(tmp_path, text):
     assert read_table(write(tmp_path, "x.csv", text, "latin-1")).frame.iloc[0, 0] == text.split("\n")[1].split(",")[0]
 
 
+def test_utf16_without_bom(tmp_path):
+    table = read_table(write(tmp_path, "u.txt", "text\tlabel\n你好 wörld\t1\n", "utf-16-le"))
+    assert (table.encoding, table.frame.values.tolist()) == ("utf-16-le", [["你好 wörld", "1"]])
+
+
+def test_ragged_row_in_a_gbk_file_is_named(tmp_path):
+    rows = "text,label\n" + "".join(f"{a},{b}\n" for a, b in ZH_ROWS) + "你好,世界,多余\n"
+    assert error(write(tmp_path, "zh.csv", rows, "gbk")).startswith("Row 5 has 3 cells")
+
+
 def test_windows_1252_punctuation(tmp_path):
     table = read_table(write(tmp_path, "q.csv", "text,price\n“Quoted” – it’s fine,5 €\n", "cp1252"))
     assert table.frame.values.tolist() == [["“Quoted” – it’s fine", "5 €"]]
