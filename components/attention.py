@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
@@ -26,14 +27,18 @@ from pipelines.attention import (
     plot_views,
     position_table,
 )
+from pipelines.attention.bertviz_html import VENDOR_DIR
 from pipelines.attention.views import compare_figures, notes_markdown
 from pipelines.context import HEAVY, AppContext
 
 EXAMPLE = "The animal didn't cross the street because it was too tired."
+MAX_INDEX = 127  # layer/head sliders before the first run
 TOP_COLUMNS = ["layer", "head", "mean_tv_distance", "max_abs_diff"]
-# The vendored require.js/d3/jQuery are inlined into each view's srcdoc: a sandboxed iframe has an opaque origin,
-# and inlining works behind any proxy or root path. Set vendor_base to a served URL prefix to load them instead.
-BERTVIZ = BertvizOptions()
+# bertviz's require.js/d3/jQuery come from assets/vendor, never a CDN. By default they are inlined into each view's
+# srcdoc (robust: the sandboxed iframe has an opaque origin, and it works behind any proxy or root path; costs
+# ~340 KB per view). LMW_BERTVIZ_JS=served makes the iframe load them from the app (allowed_paths=[assets]) instead.
+SERVED_VENDOR = f"gradio_api/file={VENDOR_DIR}"
+BERTVIZ = BertvizOptions(vendor_base=SERVED_VENDOR if os.environ.get("LMW_BERTVIZ_JS") == "served" else None)
 
 
 def _plots(result: AttentionResult, layer: int, head: int, token: Any) -> tuple:
@@ -53,8 +58,9 @@ def build_attention_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     run_btn = gr.Button(t("attention.run"), variant="primary", elem_id="attention-run")
     note = gr.Markdown(elem_id="attention-note")
     with gr.Row():
-        layer = gr.Slider(0, 1, value=0, step=1, label=t("attention.layer"))
-        head = gr.Slider(-1, 1, value=0, step=1, label=t("attention.head"))
+        # Wide ranges until a model is run (API callers are checked against these); then the model's own.
+        layer = gr.Slider(0, MAX_INDEX, value=0, step=1, label=t("attention.layer"))
+        head = gr.Slider(-1, MAX_INDEX, value=0, step=1, label=t("attention.head"))
         token = gr.Dropdown(choices=[], value=None, label=t("attention.token"))
     result_state = gr.State(None)
     with gr.Tabs():

@@ -63,3 +63,19 @@ def test_attention_tab_renders_bertviz_and_plotly(page, artifacts_dir) -> None:
     page.get_by_role("tab", name="bertviz head view").click()
     page.locator("#attention-head-view iframe").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "attention.png"), full_page=True)
+
+
+def test_compare_and_position_endpoints(app_server, tiny_root) -> None:
+    client = Client(app_server["url"], verbose=False)
+    ref = str(tiny_root / "tiny-llama")
+    summary, _diff, table, _grid = client.predict(
+        ref, ref, TEXT, "", 256, 1, 2, api_name="/attention_compare"
+    )
+    assert "largest change in one weight 0.0000" in summary
+    rows = table["data"] if isinstance(table, dict) else table
+    assert len(rows) == 8 and all(float(row[2]) == 0 for row in rows)  # 2 layers x 4 heads, none changed
+    description, plot = client.predict(str(tiny_root / "tiny-bert"), api_name="/position_embeddings")
+    assert description.startswith("Learned absolute position embeddings") and plot
+    with pytest.raises(Exception) as info:
+        client.predict(ref, str(tiny_root / "tiny-bert"), TEXT, "", 256, 0, 0, api_name="/attention_compare")
+    assert "different tokens" in str(info.value)

@@ -167,8 +167,9 @@ class AttentionTask(Task[AttentionInput, AttentionResult]):
     def postprocess(self, outputs: dict) -> AttentionResult:
         att = outputs["attentions"]
         n = att.shape[-1]
-        upper = np.triu(np.ones((n, n), dtype=bool), k=1)
-        causal = bool(n > 1 and not att[..., upper].any())
+        # A decoder's mask zeroes every weight above the diagonal; softmax never gives an exact 0 otherwise.
+        rows, cols = np.triu_indices(n, k=1)
+        causal = bool(n > 1 and not att[0][:, rows, cols].any())
         config = getattr(_unwrap_peft(self.model), "config", None)
         return AttentionResult(
             tokens=list(outputs["tokens"]),

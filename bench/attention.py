@@ -1,0 +1,107 @@
+"""Attention tab: seconds from request to every view ready, and the size of what the browser receives.
+
+For MiniLM (encoder) and SmolLM2 (decoder) at 64, 256 and 512 tokens it times what the "Show attention" handler
+does -- tokenize, eager forward with attentions, bertviz head + model view HTML, five plotly figures -- plus
+the serialisation Gradio does on the way out (iframe srcdoc escaping, ``fig.to_json()``). The baseline, measured in
+the same run, is the plain forward pass of the model as loaded for generation (default attention kernel, no
+attentions returned, no task head). Medians over repeats after one warm-up call.
+
+Run: .venv/bin/python bench/attention.py [repeats]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from pipelines.attention import AttentionInput, AttentionTask, BertvizOptions, Selection, build_views  # noqa: E402
+from pipelines.attention.bertviz_html import iframe  # noqa: E402
+from pipelines.attention.extract import backbone, load_for_attention  # noqa: E402
+from pipelines.context import AppContext  # noqa: E402
+
+MODELS = ("minilm-l6", "smollm2-135m-instruct")
+LENGTHS = (64, 256, 512)
+TEXT = "The animal didn't cross the street because it was too tired, so it lay down and slept. " * 80
+SERVED = BertvizOptions(vendor_base="gradio_api/file=/app/assets/vendor")
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: first calls pay for allocations and kernel selection
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def baseline(ctx: AppContext, ref: str, tokens: int):
+    """The generation model's plain forward pass on the same tokens."""
+    loaded = ctx.manager.load(ref)
+    module, _ = backbone(loaded.model)
+    encoded = loaded.tokenizer(TEXT, return_tensors="pt", truncation=True, max_length=tokens)
+    encoded.pop("token_type_ids", None)
+
+    def run() -> None:
+        with torch.inference_mode():
+            module(**encoded)
+
+    return run
+
+
+def full_request(ctx: AppContext, ref: str, tokens: int, sizes: dict):
+    """Everything the tab's handler and Gradio's output serialisation do for one click."""
+    task = AttentionTask(load_for_attention(ctx.manager, ref))
+
+    def run() -> None:
+        result = task(AttentionInput(TEXT, max_tokens=tokens))
+        views = build_views(result, Selection(layer=0, head=0, token=0))
+        frames = [iframe(views.head_view), iframe(views.model_view)]
+        plots = [fig.to_json() for fig in vars(views.plots).values()]
+        sizes.update(
+            tokens=result.num_tokens,
+            html=sum(len(f.encode()) for f in frames),
+            plots=sum(len(p) for p in plots),
+            notes=views.notes,
+            result=result,
+        )
+
+    return run
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    ctx = AppContext.create()
+    print(f"torch threads: {torch.get_num_threads()}, repeats: {repeats} (median after a warm-up)")
+    header = (
+        f"{'model':<22}{'tokens':>7}{'forward s':>11}{'all views s':>13}{'ratio':>8}"
+        f"{'HTML inline':>13}{'HTML served':>13}{'plots JSON':>12}"
+    )
+    print(header)
+    for ref in MODELS:
+        for tokens in LENGTHS:
+            sizes: dict = {}
+            base = median_seconds(baseline(ctx, ref, tokens), repeats)
+            full = median_seconds(full_request(ctx, ref, tokens, sizes), repeats)
+            result = sizes["result"]
+            served = build_views(result, Selection(), SERVED)
+            served_html = sum(len(iframe(v).encode()) for v in (served.head_view, served.model_view))
+            print(
+                f"{ref:<22}{sizes['tokens']:>7}{base:>11.3f}{full:>13.3f}{full / base:>7.1f}x"
+                f"{sizes['html'] / 2**20:>11.2f}MB{served_html / 2**20:>11.2f}MB{sizes['plots'] / 2**20:>10.2f}MB"
+            )
+            for note in sizes["notes"]:
+                print(f"{'':<29}{note}")
+    print("goal: all views under 1 s for 256 tokens on CPU")
+
+
+if __name__ == "__main__":
+    main()
