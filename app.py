@@ -13,6 +13,7 @@ from components.attention import build_attention_tab
 from components.classify import build_classify_tab
 from components.extract import build_extract_tab
 from components.finetune import build_finetune_tab
+from components.generate import build_generate_tab
 from components.i18n import I18N, t
 from components.models import build_models_tab
 from components.summarize import build_summarize_tab
@@ -22,6 +23,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 # (translation key of the tab title, builder). Each builder adds its components to the open Blocks.
 TABS: list[tuple[str, Callable[[AppContext], dict]]] = [
+    ("tab.generate", build_generate_tab),
     ("tab.models", build_models_tab),
     ("tab.attention", build_attention_tab),
     ("tab.finetune", build_finetune_tab),
