@@ -74,9 +74,10 @@ def batch_section(tab: str, ref_label_key: str | None) -> BatchWidgets:
         stop = gr.Button(t("batch.stop"), variant="stop", elem_id=f"{tab}-batch-stop")
     status = gr.Markdown(elem_id=f"{tab}-batch-status")
     metrics = gr.Markdown(elem_id=f"{tab}-batch-metrics")
-    plot = gr.Plot(label=t("batch.confusion"), visible=ref_label_key is not None)
+    plot = gr.Plot(label=t("batch.confusion"), visible=ref_label_key is not None, elem_id=f"{tab}-batch-plot")
     preview = gr.Dataframe(label=t("batch.preview"), interactive=False, wrap=True, max_height=400)
-    downloads = gr.File(label=t("batch.downloads"), file_count="multiple", interactive=False)
+    downloads = gr.File(label=t("batch.downloads"), file_count="multiple", interactive=False,
+                        elem_id=f"{tab}-batch-files")
     widgets = BatchWidgets(file, text_col, ref_col, run, stop, status, metrics, plot, preview, downloads)
 
     def columns(path: str | None) -> tuple:

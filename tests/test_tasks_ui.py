@@ -88,3 +88,47 @@ def test_extract_tab_in_the_browser(page, artifacts_dir) -> None:
     assert "Apple" in output.inner_text()
     assert "GPE" in output.inner_text()
     _screenshot(page, artifacts_dir, "extract")
+
+
+def test_classify_csv_api_reports_metrics_and_files(client, tmp_path) -> None:
+    from gradio_client import handle_file
+
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\nThe striker scored a goal,sports\nBake the bread for an hour,cooking\n"
+                    "=1+1 stocks fell sharply,finance\n", encoding="utf-8")
+    status, preview, files, metrics, _plot = client.predict(
+        handle_file(str(path)), "text", "label", "embeddings", "minilm-l6", "sports, cooking, finance", TEMPLATE,
+        api_name="/classify_csv",
+    )
+    assert "3 of 3 rows" in status
+    assert "**Accuracy**" in metrics and "**Macro-F1**" in metrics
+    assert [row[2] for row in preview["data"]] == ["sports", "cooking", "finance"]
+    csv_file = next(f for f in files if str(f).endswith(".csv"))
+    with open(csv_file, encoding="utf-8") as handle:
+        assert "'=1+1 stocks fell sharply" in handle.read()
+
+
+@pytest.mark.browser
+def test_classify_batch_stop_keeps_done_rows_in_the_browser(page, artifacts_dir, tmp_path) -> None:
+    path = tmp_path / "many.csv"
+    path.write_text("text,label\n" + "".join(f"Match report number {i},sports\n" for i in range(300)),
+                    encoding="utf-8")
+    open_tab(page, "Classify")
+    page.get_by_label("Zero-shot: LM likelihood").check()
+    page.get_by_role("tab", name="Batch (CSV)").click()
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    page.wait_for_timeout(1500)  # the column pickers fill after the upload
+    page.locator("#classify-batch-run").click()
+    status = page.locator("#classify-batch-status")
+    status.get_by_text("running").wait_for(timeout=90_000)
+    page.locator("#classify-batch-stop").click()
+    status.get_by_text("stopped").wait_for(timeout=90_000)
+    done = int(status.inner_text().split(" of ")[0].strip())
+    assert 0 < done < 300
+    files = page.locator("#classify-batch-files")
+    files.get_by_text("classified").first.wait_for(timeout=10_000)
+    listed = " ".join(files.inner_text().split())
+    assert ".csv" in listed and ".json" in listed
+    assert "Accuracy" in page.locator("#classify-batch-metrics").inner_text()
+    page.locator("#classify-batch-plot .js-plotly-plot").wait_for(state="visible", timeout=30_000)
+    _screenshot(page, artifacts_dir, "classify-batch")
