@@ -148,6 +148,10 @@ def test_bertviz_html_has_no_remote_script_urls(ctx, bert) -> None:
     served = head_view_html(result, 0, BertvizOptions(vendor_base="gradio_api/file=/x/vendor")).document
     assert '<script src="gradio_api/file=/x/vendor/require.min.js">' in served
     assert "d3: 'gradio_api/file=/x/vendor/d3.min'" in served
+    pair = extract(ctx.manager, bert, AttentionInput(TEXT, "It was tired."))
+    pair_doc = head_view_html(pair, 0).document
+    assert pair.sentence_b_start and '<select id="filter">' in pair_doc  # bertviz's A/B filter
+    assert parse_scripts(pair_doc)[-1]["text"].count('"name": "Sentence B -> Sentence A"') == 1
     frame = iframe(head_view_html(result, 0))
     assert frame.startswith('<iframe class="bertviz-frame"') and 'sandbox="allow-scripts"' in frame
     assert "srcdoc=" in frame and "<script" not in frame  # escaped inside the attribute

@@ -49,7 +49,7 @@ def heatmap(
     fig.update_xaxes(title="key (attended to)", tickangle=-60, type="category")
     fig.update_yaxes(title="query (attending)", autorange="reversed", type="category")
     if causal:
-        title += " — causal mask: blank cells are future tokens a decoder cannot see"
+        title += " (causal: blank = masked future)"
     return _layout(fig, title, height=min(900, max(420, 12 * len(labels) + 160)))
 
 
@@ -118,4 +118,5 @@ def positions(table: PositionTable, max_dims: int = 1024) -> go.Figure:
     ))
     fig.update_xaxes(title=table.x_title)
     fig.update_yaxes(title="position", autorange="reversed")
-    return _layout(fig, f"Position encoding: {table.kind} ({z.shape[0]} positions x {z.shape[1]} dims)", 620)
+    columns = f"{z.shape[1] // 2} frequencies, cos | sin" if table.kind == "rotary" else f"{z.shape[1]} dims"
+    return _layout(fig, f"Position encoding: {table.kind} ({z.shape[0]} positions x {columns})", 620)
