@@ -151,7 +151,8 @@ def build_attention_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
 
         layer and head are 0-based; -1 means all of them. ``weights`` is nested lists whose dimensions are
         named in ``weights_shape`` (e.g. ["head", "query", "key"] for one layer). Inputs longer than
-        max_tokens (default 256, at most 512) are cut; ``notes`` says how many tokens were kept.
+        max_tokens (default 256, at most 512) are cut; ``notes`` says how many tokens were kept. At most
+        6,000,000 weights are returned at once: for big models ask for one layer.
         """
         result = extract(ctx.manager, model, AttentionInput(text, text_pair or "", max_tokens))
         return attention_json(result, layer, head)

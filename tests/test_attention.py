@@ -105,6 +105,9 @@ def test_json_shape_matches_model_config(ctx) -> None:
     assert full["tokens"][full["sentence_b_start"] - 1] == "[SEP]"
     with pytest.raises(InputError, match="Layer 6 does not exist"):
         attention_json(result, layer=layers)
+    with pytest.raises(InputError, match="ask for one layer"):
+        attention_json(result.__class__(**{**vars(result), "attentions": np.zeros((30, 9, 512, 512), "float32"),
+                                           "tokens": ["x"] * 512}))
 
 
 class Scripts(HTMLParser):

@@ -11,9 +11,11 @@ import plotly.graph_objects as go
 from pipelines.attention import analysis, figures
 from pipelines.attention.bertviz_html import BertvizOptions, BertvizView, head_view_html, model_view_html
 from pipelines.attention.extract import AttentionResult
+from pipelines.errors import InputError
 
 TOP_HEADS = 12
 JSON_DECIMALS = 6
+MAX_JSON_VALUES = 6_000_000  # ~50 MB of JSON; e.g. every layer and head of MiniLM at 256 tokens fits
 
 
 @dataclass
@@ -136,6 +138,12 @@ def attention_json(result: AttentionResult, layer: int = -1, head: int = -1) -> 
     layer_i, head_i = analysis.check_layer_head(
         result, 0 if all_layers else int(layer), None if all_heads else int(head)
     )
+    count = (result.num_layers if all_layers else 1) * (result.num_heads if all_heads else 1) * result.num_tokens**2
+    if count > MAX_JSON_VALUES:
+        raise InputError(
+            f"That would return {count:,} weights (more than {MAX_JSON_VALUES:,}); ask for one layer "
+            "(and/or one head) or fewer tokens."
+        )
     values = result.attentions if all_layers else result.attentions[layer_i]
     dims = (["layer"] if all_layers else []) + ["head", "query", "key"]
     if not all_heads:
