@@ -26,6 +26,7 @@ METHOD_CHOICES = [(t("summarize.method_extractive"), "extractive"),
                   (t("summarize.method_abstractive"), "abstractive")]
 DEFAULT_MODELS = {"extractive": DEFAULT_ENCODER, "abstractive": DEFAULT_LM}
 MAX_NEW_TOKENS = 512
+RESULT_COLUMN = "model_summary"  # distinct from usual reference column names ("summary")
 
 
 def make_summarizer(ctx: AppContext, method: str, model: str, sentences: float, ratio: float,
@@ -52,7 +53,7 @@ def _rouge_text(scores: dict) -> str:
 
 
 def rouge_metrics(results: pd.DataFrame, references: list[str]) -> tuple[str, None]:
-    return _rouge_text(mean_rouge(results["summary"].tolist(), references)), None
+    return _rouge_text(mean_rouge(results[RESULT_COLUMN].tolist(), references)), None
 
 
 def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
@@ -119,7 +120,7 @@ def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
 
             def process(texts: list[str]) -> list[dict]:
                 out = summarizer.summarize_many([x[:max_chars] for x in texts])
-                return [{"summary": r["summary"]} for r in out]
+                return [{RESULT_COLUMN: r["summary"]} for r in out]
 
             return BatchSpec(process, summarizer.batch_size, rouge_metrics, stem="summaries")
 

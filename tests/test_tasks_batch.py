@@ -52,10 +52,22 @@ def test_batch_with_label_column_reports_accuracy_and_macro_f1(ctx, tmp_path) ->
     assert len(pd.read_csv(files[0])) == 6 and len(pd.read_json(files[1])) == 6
 
 
-def test_rouge_metrics_for_a_reference_column() -> None:
-    frame = pd.DataFrame({"summary": ["the cat sat", "a dog"]})
-    text, figure = rouge_metrics(frame, ["the cat sat", ""])
-    assert "**Mean ROUGE-1** 1.000" in text and "over 1 rows" in text and figure is None
+def test_rouge_metrics_compare_model_summaries_with_the_reference_column(ctx, tmp_path) -> None:
+    from components.summarize import make_summarizer
+
+    rows = [{"text": "The cat sat. The dog ran. The bird flew.", "summary": "The cat sat."},
+            {"text": "Apple is in Cupertino. It makes phones.", "summary": "Apple makes phones."}]
+    summarizer = make_summarizer(ctx, "extractive", "minilm-l6", 1, 0, 64)
+
+    def process(texts):
+        return [{"model_summary": r["summary"]} for r in summarizer.summarize_many(texts)]
+
+    spec = BatchSpec(process, 8, rouge_metrics)
+    _, preview, _, metrics, figure = _last(run_batch(ctx, "test-rouge", _csv(tmp_path, rows), "text", "summary",
+                                                     lambda: spec))
+    assert list(preview.columns) == ["text", "summary", "model_summary"]
+    assert "over 2 rows" in metrics and figure is None
+    assert "**Mean ROUGE-1** 1.000" not in metrics  # the model's summaries differ from the references
 
 
 def test_stop_mid_batch_keeps_done_rows_downloadable(ctx, tmp_path) -> None:
