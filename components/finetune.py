@@ -207,7 +207,7 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     def stop(request: gr.Request):
         job = jobs.get(getattr(request, "session_hash", None) or "")
         if job is None or not job.running:
-            return gr.skip()
+            return tuple(gr.skip() for _ in outputs)
         job.stop()
         job.wait(timeout=300)
         return render(job, final=True)

@@ -135,6 +135,8 @@ def test_lm_encoding_puts_loss_on_response_tokens_only(tiny_root) -> None:
     assert truncated == 0 and labels[0] == IGNORE
     assert tok.decode(kept).startswith("Four.<|im_end|>")
     assert "What is 2+2?" in tok.decode(ids[: len(ids) - len(kept)])
+    plain, cut = encode_lm(tok, [{"text": "one two three four five six"}], max_length=4)
+    assert cut == 1 and plain[0]["labels"] == plain[0]["input_ids"] and len(plain[0]["input_ids"]) == 4
 
 
 def test_target_modules_are_picked_per_architecture(tiny_root) -> None:
