@@ -205,6 +205,25 @@ def test_adapter_changes_attention_of_its_base(ctx, llama) -> None:
     np.testing.assert_allclose(tuned.attentions.sum(axis=-1), 1.0, atol=1e-4)
 
 
+def test_classification_adapter_changes_attention_of_its_base(ctx, tiny_root) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    base = str(tiny_root / "tiny-bert-cls")
+    torch.manual_seed(2)
+    lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "key"], init_lora_weights=False)
+    peft_model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(base), lora)
+    folder = ctx.config.runs_dir / "cls-attn"
+    peft_model.save_pretrained(folder / "adapter")
+    meta = {"task": "classification", "base_model": base, "status": "complete", "labels": ["neg", "pos"]}
+    (folder / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    tuned = extract(ctx.manager, "run:cls-attn", AttentionInput(TEXT))
+    plain = extract(ctx.manager, base, AttentionInput(TEXT))
+    assert ctx.manager.load("run:cls-attn", attn_implementation="eager").kind == "seq-cls"
+    assert not tuned.causal and np.abs(compare(plain, tuned).diff).max() > 1e-4
+
+
 def test_models_with_different_tokenizers_are_refused(ctx, bert, llama) -> None:
     with pytest.raises(InputError, match="different tokens"):
         compare(extract(ctx.manager, bert, AttentionInput(TEXT)), extract(ctx.manager, llama, AttentionInput(TEXT)))
