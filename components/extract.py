@@ -133,7 +133,9 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         """
         if not (text or "").strip():
             raise InputError("Type or paste a text first.")
-        text, _ = cap_text(text, ctx.config.max_input_chars)
+        text, cut = cap_text(text, ctx.config.max_input_chars)
+        if cut:
+            gr.Warning(cut)
         ents = make_entity_extractor(ctx.manager, model, progress_reporter(progress)).extract_many([text])[0]
         table = pd.DataFrame([[e[c] for c in ENTITY_COLUMNS] for e in ents], columns=ENTITY_COLUMNS)
         return highlight_value(text, ents), table
@@ -173,7 +175,9 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     @ui_errors
     def keyphrases_handler(text: str, top_k: float) -> pd.DataFrame:
         """Keyphrases of ``text``: candidate n-grams ranked against the document embedding, diversified (MMR)."""
-        text, _ = cap_text(text, ctx.config.max_input_chars)
+        text, cut = cap_text(text, ctx.config.max_input_chars)
+        if cut:
+            gr.Warning(cut)
         found = keyphrases(get_encoder(ctx.manager), text, int(top_k or 8))
         return pd.DataFrame([[k["phrase"], k["score"]] for k in found], columns=["phrase", "score"])
 

@@ -120,3 +120,12 @@ def test_unknown_column_is_a_clear_error(ctx, tmp_path) -> None:
     path = _csv(tmp_path, [{"text": "a"}])
     with pytest.raises(InputError, match="no column 'body'"):
         _last(run_batch(ctx, "test-col", path, "body", None, lambda: BatchSpec(lambda t: t, 1)))
+
+
+def test_registry_drops_the_oldest_finished_jobs() -> None:
+    from pipelines.tasks.batch import JobRegistry
+
+    registry = JobRegistry(keep=2)
+    for i in range(5):
+        registry.put(f"s{i}", BatchJob([], lambda t: t))
+    assert [registry.get(f"s{i}") is not None for i in range(5)] == [False, False, True, True, True]

@@ -115,16 +115,20 @@ class BatchJob:
 class JobRegistry:
     """The current batch job of each (tab, session), so a Stop click can reach the worker of its own run."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 32) -> None:
         self._jobs: dict[str, BatchJob] = {}
         self._lock = threading.Lock()
+        self.keep = keep  # finished jobs kept (oldest dropped first) so their results can be freed
 
     def put(self, key: str, job: BatchJob) -> None:
         with self._lock:
-            old = self._jobs.get(key)
+            old = self._jobs.pop(key, None)
             if old is not None and old is not job:
                 old.stop()
             self._jobs[key] = job
+            finished = [k for k, j in self._jobs.items() if j.finished and k != key]
+            for k in finished[: max(0, len(finished) - self.keep)]:
+                del self._jobs[k]
 
     def get(self, key: str) -> BatchJob | None:
         with self._lock:
