@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pipelines.config import AppConfig
 from pipelines.models import EMBEDDED, ModelManager
-from pipelines.runs import RunStore
+from pipelines.runs import RunStore, recover_interrupted
 
 # GPU/CPU-heavy events share this concurrency id so they queue instead of competing.
 HEAVY = "heavy"
@@ -26,6 +26,7 @@ class AppContext:
     def create(cls, config: AppConfig | None = None) -> AppContext:
         config = config or AppConfig.from_env()
         config.ensure_dirs()
+        recover_interrupted(config.runs_dir)
         return cls(config=config, manager=ModelManager(config), runs=RunStore(config.runs_dir))
 
     def model_choices(self, kinds: tuple[str, ...] = ()) -> list[tuple[str, str]]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import ModelLoadError
 
+USABLE = ("complete", "stopped")  # statuses whose saved adapter can be loaded
+INTERRUPTED = "interrupted: the app stopped before this run finished; its adapter was not saved."
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 TASK_KINDS = {"classification": "seq-cls", "causal-lm": "causal-lm"}
 
@@ -77,8 +81,8 @@ class RunStore:
             error=str(meta.get("error", "") or ""),
         )
 
-    def list(self, status: str | None = "complete") -> list[RunInfo]:
-        """Runs, newest first; folders starting with '.' are in-progress writes and skipped."""
+    def list(self, status: str | tuple[str, ...] | None = USABLE) -> list[RunInfo]:
+        """Runs, newest first, with ``status`` (one or several; None: all); dot folders are in-progress writes."""
         if not self.root.is_dir():
             return []
         runs = [
@@ -88,7 +92,8 @@ class RunStore:
             if (info := self._read(folder)) is not None
         ]
         if status:
-            runs = [r for r in runs if r.status == status]
+            wanted = (status,) if isinstance(status, str) else status
+            runs = [r for r in runs if r.status in wanted]
         return sorted(runs, key=lambda r: (r.created, r.id), reverse=True)
 
     def find(self, run_id: str) -> RunInfo:
@@ -99,10 +104,54 @@ class RunStore:
         return info
 
     def get(self, run_id: str) -> RunInfo:
-        """A complete run whose adapter can be loaded."""
+        """A complete (or stopped, with its last saved adapter) run whose adapter can be loaded."""
         info = self.find(run_id)
-        if info.status != "complete":
+        if info.status not in USABLE:
             raise ModelLoadError(f"Run '{run_id}' is {info.status}, not complete, so its adapter cannot be used.")
         if not info.adapter_dir.is_dir():
             raise ModelLoadError(f"Run '{run_id}' has no adapter folder.")
         return info
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted(root: Path) -> list[str]:
+    """Mark runs left half-written by a killed app (``.<id>.tmp`` folders) as failed; returns their ids.
+
+    A folder whose writing process is still alive is left alone. The partial adapter is removed; ``run.json``
+    and ``log.jsonl`` stay so the user can see what happened. Complete runs are never touched.
+    """
+    root = Path(root)
+    recovered = []
+    if not root.is_dir():
+        return recovered
+    for tmp in root.glob(".*.tmp"):
+        run_id = tmp.name[1:-4]
+        meta_file = tmp / "run.json"
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {"id": run_id}
+        # Called at start-up, before this process trains: a live writer is another process still training.
+        pid = meta.get("pid")
+        if (pid != os.getpid() and _pid_alive(pid)) or not RUN_ID.match(run_id):
+            continue
+        final = root / run_id
+        if final.exists():
+            continue
+        shutil.rmtree(tmp / "adapter", ignore_errors=True)
+        meta.update(status="failed", error=INTERRUPTED)
+        meta_file.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.rename(final)
+        recovered.append(run_id)
+    return recovered

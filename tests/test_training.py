@@ -239,7 +239,9 @@ def test_stop_ends_cleanly_and_keeps_the_last_evaluation(ctx, tiny_root) -> None
     assert run.metrics["step"] == state.val_curve[-1][0] <= state.step
     assert run.metrics["val_loss"] == state.val_curve[-1][1]
     assert run.metrics["steps_done"] == state.step
-    assert job.run_id not in [r.id for r in ctx.runs.list()]  # only complete runs are offered as models
+    # A stopped run keeps the adapter of its last step and is offered as a model like a complete one.
+    assert f"run:{job.run_id}" in [ref for _, ref in ctx.model_choices(("seq-cls",))]
+    assert ctx.manager.load(f"run:{job.run_id}").kind == "seq-cls"
     assert ctx.training_lock.acquire(blocking=False)
     ctx.training_lock.release()
 

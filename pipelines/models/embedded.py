@@ -47,7 +47,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     )
 }
 
-CACHE_MARKER = ".complete"
+CACHE_MARKER = ".complete-v2"  # bump when the cached folder's format changes
 
 
 def package_dir(spec: EmbeddedModel) -> Path:
@@ -103,7 +103,11 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    fresh = AutoModelForCausalLM.from_config(loaded.config)
+    config = loaded.config
+    # The weights are de-quantised fp32 now: drop the GGUF quantisation entry so trainers accept the model.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(loaded.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

@@ -290,6 +290,7 @@ class ModelManager:
                 num_labels=len(labels),
                 id2label=dict(enumerate(labels)),
                 label2id={label: i for i, label in enumerate(labels)},
+                ignore_mismatched_sizes=True,  # the base may have its own head; the adapter brings the trained one
             )
         report(0.3, f"Reading weights of {base.name}")
         auto = getattr(transformers, AUTO_CLASSES[key.kind])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import secrets
 import shutil
@@ -41,7 +42,10 @@ class RunWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir()
         self.folder = self.tmp  # where files go now: the temporary folder, then the final one
-        self.meta = {"id": run_id, "status": "running", "created": now_iso(), "metrics": {}, "labels": [], **meta}
+        self.meta = {
+            "id": run_id, "status": "running", "created": now_iso(), "metrics": {}, "labels": [],
+            "pid": os.getpid(), **meta,
+        }
         self._lock = threading.Lock()
         self._write_meta()
 
