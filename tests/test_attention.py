@@ -162,14 +162,17 @@ def test_bertviz_html_has_no_remote_script_urls(ctx, bert) -> None:
 
 def test_bertviz_views_respect_their_budget(ctx, llama) -> None:
     result = extract(ctx.manager, llama, AttentionInput(TEXT * 8, max_tokens=96))
-    options = BertvizOptions(head_max_values=4 * 48 * 48 * 2, model_max_values=2 * 4 * 20 * 20)
+    options = BertvizOptions(head_lines=4 * 48 * 48, head_max_values=4 * 48 * 48, model_lines=2 * 4 * 20 * 20)
     head = head_view_html(result, 1, options)
     model = model_view_html(result, options)
-    # the head view keeps as many tokens as one layer allows (isqrt(18432 / 4 heads) = 67), then adds layers
-    assert head.tokens == 67 and head.layers == [1]
+    # the head view draws one layer: 4 heads x 48^2 lines; the weights of one layer fit the embedding budget
+    assert head.tokens == 48 and head.layers == [1]
     assert model.tokens == 20
-    assert any("first 67 of 96" in note for note in head.notes)
-    roomy = head_view_html(result, 1, BertvizOptions(head_max_values=2 * 4 * 96 * 96))
+    assert any("first 48 of 96" in note for note in head.notes)
+    assert any("layers 1-1 of 0-1" in note for note in head.notes)
+    both = head_view_html(result, 1, BertvizOptions(head_lines=4 * 48 * 48, head_max_values=2 * 4 * 48 * 48))
+    assert both.tokens == 48 and both.layers == [0, 1]
+    roomy = head_view_html(result, 1, BertvizOptions(head_lines=4 * 96 * 96, head_max_values=2 * 4 * 96 * 96))
     assert roomy.tokens == 96 and roomy.layers == [0, 1] and roomy.notes == []
     params = head.document.split("const params = ", 1)[1].split("\n", 1)[0]
     assert "[1.0,0,0,0" in params and not re.search(r"[\[,]0\.0[,\]]", params)  # zeros compacted (causal mask)

@@ -39,8 +39,11 @@ AMD_SHIMS = (
 class BertvizOptions:
     """How the bertviz views are built."""
 
-    head_max_values: int = 800_000  # attention numbers embedded in the head view (~4 bytes of HTML each)
-    model_max_values: int = 400_000  # ... and in the model view (every layer x head, so fewer tokens)
+    # bertviz draws one SVG line per weight: ~120k lines render in about 2 s in Chromium on a busy 2-core CPU,
+    # while 800k lines (12 heads x 256 tokens) took 22 s. So the views keep the first tokens that fit.
+    head_lines: int = 120_000  # lines of one layer in the head view (heads x tokens^2)
+    head_max_values: int = 400_000  # weights embedded in the head view (layers x heads x tokens^2; ~4 bytes each)
+    model_lines: int = 80_000  # lines in the model view (layers x heads x tokens^2, all drawn at once)
     decimals: int = 2  # bertviz draws weights as line opacity; 0.01 steps are invisible anyway
     vendor_base: str | None = None  # None: inline the vendored JS; else the URL prefix the app serves them under
     display_mode: str = "light"
@@ -136,10 +139,10 @@ def _display_tokens(result: AttentionResult, count: int) -> list[str]:
     return [tok if tok.strip() else repr(tok) for tok in result.tokens[:count]]
 
 
-def plan_head_view(result: AttentionResult, layer: int, max_values: int) -> tuple[list[int], int]:
-    """Layers (around ``layer``) and token count that fit ``max_values`` numbers in the head view."""
+def plan_head_view(result: AttentionResult, layer: int, lines: int, max_values: int) -> tuple[list[int], int]:
+    """Tokens whose one-layer drawing fits ``lines``, and the layers (around ``layer``) fitting ``max_values``."""
     heads, n = result.num_heads, result.num_tokens
-    tokens = min(n, max(2, math.isqrt(max_values // heads)))
+    tokens = min(n, max(2, math.isqrt(lines // heads)))
     per_layer = heads * tokens * tokens
     fit = max(1, min(result.num_layers, max_values // per_layer))
     start = max(0, min(layer - fit // 2, result.num_layers - fit))
@@ -147,20 +150,23 @@ def plan_head_view(result: AttentionResult, layer: int, max_values: int) -> tupl
 
 
 def plan_model_view(result: AttentionResult, max_values: int) -> int:
-    """Tokens that fit ``max_values`` numbers in the model view (every layer and head)."""
+    """Tokens whose drawing of every layer and head fits ``max_values`` lines in the model view."""
     cells = result.num_layers * result.num_heads
     return min(result.num_tokens, max(2, math.isqrt(max_values // cells)))
 
 
 def _budget(result: AttentionResult, max_values: int) -> int:
-    """A sentence pair makes bertviz embed the weights twice (all, plus the four A/B blocks)."""
+    """A sentence pair makes bertviz embed (and the model view draw) the weights twice: all, plus four A/B blocks."""
     return max_values // 2 if result.sentence_b_start else max_values
 
 
 def _token_note(result: AttentionResult, tokens: int) -> list[str]:
     if tokens >= result.num_tokens:
         return []
-    return [f"shows the first {tokens} of {result.num_tokens} tokens (the plotly views show all)"]
+    return [
+        f"shows the first {tokens} of {result.num_tokens} tokens to stay responsive (it draws one line per weight); "
+        "the plotly views show all"
+    ]
 
 
 def _pair_start(result: AttentionResult, tokens: int) -> int | None:
@@ -173,7 +179,7 @@ def head_view_html(result: AttentionResult, layer: int = 0, options: BertvizOpti
     from bertviz import head_view
 
     options = options or BertvizOptions()
-    layers, tokens = plan_head_view(result, layer, _budget(result, options.head_max_values))
+    layers, tokens = plan_head_view(result, layer, options.head_lines, _budget(result, options.head_max_values))
     att = result.attentions[:, :, :tokens, :tokens]
     shown = _rounded(att, options.decimals)
     returned = head_view(
@@ -191,7 +197,7 @@ def model_view_html(result: AttentionResult, options: BertvizOptions | None = No
     from bertviz import model_view
 
     options = options or BertvizOptions()
-    tokens = plan_model_view(result, _budget(result, options.model_max_values))
+    tokens = plan_model_view(result, _budget(result, options.model_lines))
     shown = _rounded(result.attentions[:, :, :tokens, :tokens], options.decimals)
     returned = model_view(
         shown, _display_tokens(result, tokens), sentence_b_start=_pair_start(result, tokens),
