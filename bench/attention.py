@@ -6,7 +6,10 @@ the serialisation Gradio does on the way out (iframe srcdoc escaping, ``fig.to_j
 the same run, is the plain forward pass of the model as loaded for generation (default attention kernel, no
 attentions returned, no task head). Medians over repeats after one warm-up call.
 
-Run: .venv/bin/python bench/attention.py [repeats]
+With ``--browser`` it also times Chromium (Debian's /usr/bin/chromium via Playwright) drawing the two bertviz
+documents, since bertviz draws one SVG line per weight.
+
+Run: .venv/bin/python bench/attention.py [repeats] [--browser]
 """
 
 from __future__ import annotations
@@ -71,19 +74,41 @@ def full_request(ctx: AppContext, ref: str, tokens: int, sizes: dict):
             html=sum(len(f.encode()) for f in frames),
             plots=sum(len(p) for p in plots),
             notes=views.notes,
+            docs=[views.head_view.document, views.model_view.document],
             result=result,
         )
 
     return run
 
 
+def browser_seconds(documents: list[str]) -> float:
+    """Seconds for Chromium to load and draw each bertviz document (summed), each in a fresh page."""
+    from playwright.sync_api import sync_playwright
+
+    total = 0.0
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        for document in documents:
+            page = browser.new_page()
+            started = time.perf_counter()
+            page.set_content(document, wait_until="load")
+            page.wait_for_function("document.querySelectorAll('svg line').length > 0", timeout=300_000)
+            page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            total += time.perf_counter() - started
+            page.close()
+        browser.close()
+    return total
+
+
 def main() -> None:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    repeats = int(args[0]) if args else 3
+    with_browser = "--browser" in sys.argv
     ctx = AppContext.create()
     print(f"torch threads: {torch.get_num_threads()}, repeats: {repeats} (median after a warm-up)")
     header = (
         f"{'model':<22}{'tokens':>7}{'forward s':>11}{'all views s':>13}{'ratio':>8}"
-        f"{'HTML inline':>13}{'HTML served':>13}{'plots JSON':>12}"
+        f"{'HTML inline':>13}{'HTML served':>13}{'plots JSON':>12}" + (f"{'bertviz draw':>13}" if with_browser else "")
     )
     print(header)
     for ref in MODELS:
@@ -94,9 +119,11 @@ def main() -> None:
             result = sizes["result"]
             served = build_views(result, Selection(), SERVED)
             served_html = sum(len(iframe(v).encode()) for v in (served.head_view, served.model_view))
+            drawn = f"{browser_seconds(sizes['docs']):>11.2f}s" if with_browser else ""
             print(
                 f"{ref:<22}{sizes['tokens']:>7}{base:>11.3f}{full:>13.3f}{full / base:>7.1f}x"
                 f"{sizes['html'] / 2**20:>11.2f}MB{served_html / 2**20:>11.2f}MB{sizes['plots'] / 2**20:>10.2f}MB"
+                f"{drawn}"
             )
             for note in sizes["notes"]:
                 print(f"{'':<29}{note}")
