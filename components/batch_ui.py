@@ -122,7 +122,7 @@ def run_batch(ctx: AppContext, tab: str, file: str | None, text_column: str | No
     """Generator body of a ``*_csv`` handler: yields (status, preview, files, metrics, plot) while it runs."""
     if not file:
         raise InputError("Upload a CSV, TSV or JSONL file first.")
-    table = read_table(file, max_bytes=ctx.config.max_upload_mb * 2**20, max_rows=ctx.config.max_rows)
+    table = ctx.read_upload(file)
     text_col = pick_column(table, text_column)
     ref_col = pick_column(table, ref_column, required=False) if ref_column else None
     spec = make_spec()

@@ -12,7 +12,7 @@ from components.i18n import t
 from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
 from pipelines.models.embedded import EMBEDDED
-from pipelines.tables import Table, read_table
+from pipelines.tables import Table
 from pipelines.training import view
 from pipelines.training.data import ColumnMapping, guess_mapping, prepare
 from pipelines.training.job import TrainingJob, base_location
@@ -32,7 +32,7 @@ INT_FIELDS = {f.name for f in fields(TrainSettings) if f.type == "int"}
 def _read(ctx: AppContext, path: str | None) -> Table:
     if not path:
         raise InputError("Upload a CSV, TSV or JSONL file first.")
-    return read_table(path, max_bytes=ctx.config.max_upload_mb * 2**20, max_rows=ctx.config.max_rows)
+    return ctx.read_upload(path)
 
 
 def _mapping(task: str, text: str | None, label: str | None, prompt: str | None, response: str | None) -> ColumnMapping:

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pipelines.config import AppConfig
 from pipelines.models import EMBEDDED, ModelManager
 from pipelines.runs import RunStore, recover_interrupted
+from pipelines.tables import Table, read_table
+from pipelines.uploads import checked_upload
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
 
 # GPU/CPU-heavy events share this concurrency id so they queue instead of competing.
 HEAVY = "heavy"
@@ -43,3 +47,10 @@ class AppContext:
             if not kinds or run.kind in kinds or "any" in kinds:
                 choices.append((run.label, run.reference))
         return choices
+
+    def read_upload(self, upload: object) -> Table:
+        """Read an uploaded table: it must be an upload of this app (Gradio's temp dir), of a table type, and
+        within the size and row limits; raises ``InputError`` with one clear sentence otherwise."""
+        max_bytes = self.config.max_upload_mb * 2**20
+        path = checked_upload(upload, TABLE_SUFFIXES, max_bytes)
+        return read_table(path, max_bytes=max_bytes, max_rows=self.config.max_rows)

@@ -110,3 +110,16 @@ def page(browser, app_server):
 def open_tab(page, name: str) -> None:
     """Click the tab button whose visible text is ``name``."""
     page.get_by_role("tab", name=name).click()
+
+
+@pytest.fixture
+def upload_dir(tmp_path: Path) -> Path:
+    """A folder inside Gradio's upload temp dir: files there count as uploads of this app."""
+    import shutil
+
+    from pipelines.uploads import gradio_temp_dir
+
+    folder = gradio_temp_dir() / f"test-{tmp_path.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -16,8 +16,8 @@ from pipelines.tasks.batch import BatchJob
 from pipelines.tasks.classify import ClassifierSpec, make_classifier
 
 
-def _csv(tmp_path, rows: list[dict], name: str = "in.csv") -> str:
-    path = tmp_path / name
+def _csv(upload_dir, rows: list[dict], name: str = "in.csv") -> str:
+    path = upload_dir / name
     pd.DataFrame(rows).to_csv(path, index=False)
     return str(path)
 
@@ -27,7 +27,7 @@ def _last(gen):
     return outputs[-1]
 
 
-def test_batch_with_label_column_reports_accuracy_and_macro_f1(ctx, tmp_path) -> None:
+def test_batch_with_label_column_reports_accuracy_and_macro_f1(ctx, upload_dir) -> None:
     rows = [
         {"text": "The striker scored twice and the team won the league", "label": "sports"},
         {"text": "Simmer the tomato sauce and add fresh basil", "label": "cooking"},
@@ -43,7 +43,7 @@ def test_batch_with_label_column_reports_accuracy_and_macro_f1(ctx, tmp_path) ->
 
     spec = BatchSpec(process, batch_size=4, metrics=label_metrics, stem="classified")
     status, preview, files, metrics, figure = _last(
-        run_batch(ctx, "test-metrics", _csv(tmp_path, rows), "text", "label", lambda: spec))
+        run_batch(ctx, "test-metrics", _csv(upload_dir, rows), "text", "label", lambda: spec))
     assert "6 of 6 rows (done" in status
     assert list(preview["predicted_label"]) == [r["label"] for r in rows]
     assert "**Accuracy** 1.000" in metrics and "**Macro-F1** 1.000" in metrics
@@ -52,7 +52,7 @@ def test_batch_with_label_column_reports_accuracy_and_macro_f1(ctx, tmp_path) ->
     assert len(pd.read_csv(files[0])) == 6 and len(pd.read_json(files[1])) == 6
 
 
-def test_rouge_metrics_compare_model_summaries_with_the_reference_column(ctx, tmp_path) -> None:
+def test_rouge_metrics_compare_model_summaries_with_the_reference_column(ctx, upload_dir) -> None:
     from components.summarize import make_summarizer
 
     rows = [{"text": "The cat sat. The dog ran. The bird flew.", "summary": "The cat sat."},
@@ -63,15 +63,15 @@ def test_rouge_metrics_compare_model_summaries_with_the_reference_column(ctx, tm
         return [{"model_summary": r["summary"]} for r in summarizer.summarize_many(texts)]
 
     spec = BatchSpec(process, 8, rouge_metrics)
-    _, preview, _, metrics, figure = _last(run_batch(ctx, "test-rouge", _csv(tmp_path, rows), "text", "summary",
+    _, preview, _, metrics, figure = _last(run_batch(ctx, "test-rouge", _csv(upload_dir, rows), "text", "summary",
                                                      lambda: spec))
     assert list(preview.columns) == ["text", "summary", "model_summary"]
     assert "over 2 rows" in metrics and figure is None
     assert "**Mean ROUGE-1** 1.000" not in metrics  # the model's summaries differ from the references
 
 
-def test_stop_mid_batch_keeps_done_rows_downloadable(ctx, tmp_path) -> None:
-    path = _csv(tmp_path, [{"text": f"row {i}"} for i in range(200)])
+def test_stop_mid_batch_keeps_done_rows_downloadable(ctx, upload_dir) -> None:
+    path = _csv(upload_dir, [{"text": f"row {i}"} for i in range(200)])
     started = threading.Event()
 
     def slow(texts):
@@ -106,8 +106,8 @@ def test_batch_job_reports_errors_and_keeps_rows() -> None:
     assert "boom" in job.error and "failed" in job.status()
 
 
-def test_download_neutralises_formulas(ctx, tmp_path) -> None:
-    path = _csv(tmp_path, [{"text": "=1+1"}, {"text": "plain"}])
+def test_download_neutralises_formulas(ctx, upload_dir) -> None:
+    path = _csv(upload_dir, [{"text": "=1+1"}, {"text": "plain"}])
     spec = BatchSpec(lambda texts: [{"copy": x} for x in texts], 8)
     _, _, files, _, _ = _last(run_batch(ctx, "test-formula", path, "text", None, lambda: spec))
     with open(files[0], encoding="utf-8") as handle:
@@ -116,8 +116,8 @@ def test_download_neutralises_formulas(ctx, tmp_path) -> None:
     assert "\n=1+1" not in raw and ",=1+1" not in raw
 
 
-def test_unknown_column_is_a_clear_error(ctx, tmp_path) -> None:
-    path = _csv(tmp_path, [{"text": "a"}])
+def test_unknown_column_is_a_clear_error(ctx, upload_dir) -> None:
+    path = _csv(upload_dir, [{"text": "a"}])
     with pytest.raises(InputError, match="no column 'body'"):
         _last(run_batch(ctx, "test-col", path, "body", None, lambda: BatchSpec(lambda t: t, 1)))
 
@@ -129,3 +129,11 @@ def test_registry_drops_the_oldest_finished_jobs() -> None:
     for i in range(5):
         registry.put(f"s{i}", BatchJob([], lambda t: t))
     assert [registry.get(f"s{i}") is not None for i in range(5)] == [False, False, True, True, True]
+
+
+def test_files_outside_the_upload_folder_are_refused(ctx, tmp_path) -> None:
+    outside = tmp_path / "secret.csv"
+    outside.write_text("text\nhello\n")
+    for path in (str(outside), "/etc/passwd"):
+        with pytest.raises(InputError, match="not an upload of this app"):
+            _last(run_batch(ctx, "test-outside", path, "text", None, lambda: BatchSpec(lambda t: t, 1)))
