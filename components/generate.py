@@ -35,6 +35,7 @@ class StopRegistry:
 
     def __init__(self) -> None:
         self._events: dict[str, threading.Event] = {}
+        self.latest: dict[str, Any] = {}  # the last snapshot per session, shown when Stop cancels the stream
         self._lock = threading.Lock()
 
     def new(self, request: gr.Request | None) -> threading.Event:
@@ -43,11 +44,14 @@ class StopRegistry:
             self._events[getattr(request, "session_hash", None) or "api"] = event
         return event
 
-    def stop(self, request: gr.Request | None) -> None:
+    def stop(self, request: gr.Request | None) -> Any:
+        """Set the session's stop event; return its last snapshot (or None)."""
+        key = getattr(request, "session_hash", None) or "api"
         with self._lock:
-            event = self._events.get(getattr(request, "session_hash", None) or "api")
+            event = self._events.get(key)
         if event is not None:
             event.set()
+        return self.latest.pop(key, None)
 
     def forget(self, request: gr.Request | None, event: threading.Event) -> None:
         with self._lock:
@@ -146,11 +150,14 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         try:
             results = service.stream(data[picker], message, settings_of(data), system=data[system], history=past,
                                      stop_event=event, progress=progress_reporter(progress))
+            key = getattr(request, "session_hash", None) or "api"
             for result, view, numbers in _stream_views(results, _lang(request)):
+                stops.latest[key] = result
                 turn = [{"role": "user", "content": message}, {"role": "assistant", "content": result.text}]
                 shown = past + turn if result.mode == "chat" else past
                 cleared = "" if result.mode == "chat" and result.done else gr.skip()
                 yield shown, shown, result.text, view, numbers, cleared
+            stops.latest.pop(key, None)  # finished normally: nothing for Stop to show
         finally:
             stops.forget(request, event)
 
@@ -196,8 +203,12 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         return (applied.prompt, applied.system, s.get("max_new_tokens", 128), s.get("do_sample", False),
                 s.get("temperature", 0.7), s.get("top_p", 0.9))
 
-    def ui_stop(request: gr.Request) -> None:
-        stops.stop(request)
+    def ui_stop(request: gr.Request) -> tuple:
+        last = stops.stop(request)
+        if last is None:
+            return gr.skip(), gr.skip()
+        numbers = {**last.stats(), "stop_reason": "stopped"}
+        return token_html(last.tokens, text("generate.legend", _lang(request))), numbers
 
     register_api(service)  # first, so the stable names are never taken by a UI event
     chat_outputs = [chatbot, history, output, tokens, stats, prompt]
@@ -208,7 +219,7 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     regen_event = regen_btn.click(ui_regenerate, chat_inputs, chat_outputs, **private)
     compare_event = compare_btn.click(ui_compare, {picker, picker_b, prompt, system, *knobs},
                                       [out_a, tokens_a, stats_a, out_b, tokens_b, stats_b], **private)
-    stop_btn.click(ui_stop, None, None, queue=False, api_visibility="private",
+    stop_btn.click(ui_stop, None, [tokens, stats], queue=False, api_visibility="private",
                    cancels=[gen_event, submit_event, regen_event, compare_event])
     clear_btn.click(lambda: ([], [], "", "", None), None, [chatbot, history, output, tokens, stats],
                     queue=False, api_visibility="private")

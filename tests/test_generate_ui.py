@@ -57,3 +57,16 @@ def test_generate_tab_streams_an_answer_with_token_view(page, artifacts_dir) -> 
     shots = artifacts_dir / "screenshots"
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / "generate.png"), full_page=True)
+
+    # Stop ends a long completion at once; the stats say so and the text stops growing.
+    page.get_by_label("completion").check()
+    page.locator("#generate-prompt textarea").fill("Once upon a time")
+    page.locator("#generate-run").click()
+    page.wait_for_function(
+        "() => document.querySelector('#generate-output textarea').value.length > 20", timeout=120_000
+    )
+    page.locator("#generate-stop").click()
+    page.locator("#generate-stats").get_by_text("stopped").wait_for(timeout=10_000)
+    before = output.input_value()
+    page.wait_for_timeout(1500)
+    assert output.input_value() == before and len(before) < 400
