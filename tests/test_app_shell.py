@@ -8,10 +8,15 @@ from gradio_client import Client
 from tests.conftest import open_tab
 
 
-def test_app_serves_page_without_loading_models(app_server) -> None:
-    client = Client(app_server["url"], verbose=False)
-    _, rows = client.predict("minilm-l6", api_name="/unload_model")
-    assert rows["data"] == [] if isinstance(rows, dict) else rows == []
+def test_app_serves_its_page_before_any_model_is_loaded(tmp_path, shared_cache_dir) -> None:
+    from tests.app_server import running_app
+
+    with running_app(tmp_path / "data", shared_cache_dir) as server:
+        client = Client(server["url"], verbose=False)
+        status, rows = client.predict(None, api_name="/unload_model")
+        assert status == "Unloaded 0 model(s)."  # nothing was loaded by starting the app
+        assert rows["data"] == []
+        print(f"HTTP 200 on / after {server['startup_s']:.1f} s")
 
 
 def test_unknown_hub_id_gives_one_clear_sentence_over_the_api(app_server) -> None:
