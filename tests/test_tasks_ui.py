@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from gradio_client import Client
 
@@ -123,7 +125,8 @@ def test_classify_batch_stop_keeps_done_rows_in_the_browser(page, artifacts_dir,
     status.get_by_text("running").wait_for(timeout=90_000)
     page.locator("#classify-batch-stop").click()
     status.get_by_text("stopped").wait_for(timeout=90_000)
-    done = int(status.inner_text().split(" of ")[0].strip())
+    # The status may still carry Gradio's progress overlay text: read the "N of 300 rows" part only.
+    done = int(re.search(r"(\d+) of 300 rows", status.inner_text()).group(1))
     assert 0 < done < 300
     files = page.locator("#classify-batch-files")
     files.get_by_text("classified").first.wait_for(timeout=10_000)
