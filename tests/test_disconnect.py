@@ -1,0 +1,43 @@
+"""Closing the browser during a batch job stops the job: nothing runs on with nobody to stop it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import app
+from pipelines.context import AppContext
+from pipelines.tasks.batch import JOBS
+from tests.app_server import free_port
+
+
+@pytest.mark.browser
+def test_closing_the_page_stops_a_running_batch_job(browser, ctx: AppContext, tmp_path) -> None:
+    demo = app.build_app(ctx)
+    port = free_port()
+    kwargs = {**app.launch_kwargs(), "server_port": port, "auth": None}
+    demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
+    try:
+        path = tmp_path / "many.csv"
+        path.write_text("text\n" + "".join(f"Match report number {i}\n" for i in range(400)), encoding="utf-8")
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+        page.get_by_role("tab", name="Classify").click()
+        page.get_by_label("Zero-shot: LM likelihood").check()
+        page.get_by_role("tab", name="Batch (CSV)").click()
+        page.locator("input[type=file]").first.set_input_files(str(path))
+        page.wait_for_timeout(1500)
+        page.locator("#classify-batch-run").click()
+        page.locator("#classify-batch-status").get_by_text("running").wait_for(timeout=120_000)
+        running = [job for job in JOBS._jobs.values() if not job.finished]
+        assert len(running) == 1
+        job = running[0]
+        page.close()  # the user closes the tab mid-run
+        deadline = time.monotonic() + 60
+        while not job.finished and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert job.finished and job.stopped
+        assert 0 < job.done < job.total
+    finally:
+        demo.close()
