@@ -82,9 +82,12 @@ def run_app(service: GenerationService, precision: str, new_tokens: int) -> dict
 def in_fresh_thread(fn):
     """Run ``fn`` in a new thread and return its result.
 
-    On this shared 2-core machine, generate() called from the main thread ran 3-15x slower than the same call
-    from a fresh thread (measured: 0.8-5.9 vs 15.5 tok/s under load ~6). The app generates in a worker thread
-    and Gradio handlers run in worker threads too, so the baseline pipeline runs in a fresh thread as well.
+    On this 2-core machine the calling thread matters more than anything else: under heavy load from other
+    processes (load ~6) generate() from the main thread ran 3-15x slower than from another thread (0.8-5.9 vs
+    15.5 tok/s); with the machine idle it is the reverse, the main thread is ~1.75x faster (28 vs 16 tok/s,
+    torch.set_num_threads in the thread does not change it). The app generates in a worker thread and every
+    Gradio handler runs in a worker thread, so the baseline pipeline runs in a fresh thread too; the
+    main-thread pipeline is printed once for reference.
     """
     box: list = []
     worker = threading.Thread(target=lambda: box.append(fn()))
