@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import model_picker, progress_reporter, ui_errors
+from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
 from components.i18n import t
 from pipelines.attention import (
     DEFAULT_MAX_TOKENS,
@@ -56,6 +56,10 @@ def build_attention_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         text = gr.Textbox(value=EXAMPLE, lines=3, max_length=20_000, label=t("attention.text"), scale=3)
         text_pair = gr.Textbox(lines=3, label=t("attention.text_pair"), scale=2)
     run_btn = gr.Button(t("attention.run"), variant="primary", elem_id="attention-run")
+    text_examples = examples([[EXAMPLE, "", "minilm-l6"],
+                              ["The cat sat on the mat.", "Where did the cat sit?", "minilm-l6"],
+                              ["Once upon a time, a little robot", "", "smollm2-135m-instruct"]],
+                             [text, text_pair, model])
     note = gr.Markdown(elem_id="attention-note")
     with gr.Row():
         # Wide ranges until a model is run (API callers are checked against these); then the model's own.
@@ -163,6 +167,8 @@ def build_attention_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         [result_state, note, head_html, model_html, *plots_out, layer, head, token],
         api_name="attention_views", concurrency_id=HEAVY,
     )
+    run_example(text_examples, run, [model, text, text_pair, max_tokens, layer, head],
+                [result_state, note, head_html, model_html, *plots_out, layer, head, token], concurrency_id=HEAVY)
     layer.release(relayer, [result_state, layer, head, token], [head_html, *plots_out], api_visibility="private")
     head.release(reselect, [result_state, layer, head, token], plots_out, api_visibility="private")
     token.input(reselect, [result_state, layer, head, token], plots_out, api_visibility="private")

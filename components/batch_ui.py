@@ -10,7 +10,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.i18n import t
+from components.i18n import localize, t
 from pipelines.context import AppContext
 from pipelines.errors import InputError
 from pipelines.tables import read_table
@@ -86,7 +86,7 @@ def batch_section(tab: str, ref_label_key: str | None) -> BatchWidgets:
         try:
             table = read_table(path)
         except InputError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(localize(str(exc))) from None
         cols = table.columns
         out = [gr.Dropdown(choices=cols, value=pick_column(table, None))]
         if ref_col is not None:
@@ -110,9 +110,9 @@ def _finish(job: BatchJob, frame: pd.DataFrame, refs: list[str] | None, spec: Ba
     metrics_text, figure = "", None
     if refs is not None and spec.metrics is not None and job.done:
         metrics_text, figure = spec.metrics(results, refs[: job.done])
-    status = job.status()
+    status = localize(job.status())
     if spec.notes:
-        status += "\n\n" + "\n".join(f"- {n}" for n in spec.notes)
+        status += "\n\n" + "\n".join(f"- {localize(n)}" for n in spec.notes)
     return status, results.head(PREVIEW_ROWS), files, metrics_text, figure
 
 
@@ -142,7 +142,7 @@ def run_batch(ctx: AppContext, tab: str, file: str | None, text_column: str | No
             if job.done != shown:
                 shown = job.done
                 preview = result_frame(frame, job.results).tail(PREVIEW_ROWS)
-                yield job.status(), preview, gr.skip(), gr.skip(), gr.skip()
+                yield localize(job.status()), preview, gr.skip(), gr.skip(), gr.skip()
     finally:
         job.stop()  # the handler was cancelled or failed: stop the worker, keep what is done
     yield _finish(job, frame, refs, spec)
@@ -152,7 +152,7 @@ def stop_batch(tab: str, request: gr.Request | None = None) -> tuple:
     """Stop this session's running job, wait for its current mini-batch, and return what is done."""
     job = JOBS.get(_session_key(tab, request))
     if job is None:
-        return "Nothing is running.", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return localize("Nothing is running."), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     job.stop()
     job.wait(120)
     return job.finalize() if job.finalize else (job.status(), gr.skip(), gr.skip(), gr.skip(), gr.skip())

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
 from components.batch_ui import BatchSpec, batch_section, confusion_figure, run_batch, wire_stop
-from components.common import model_picker, progress_reporter, ui_errors
-from components.i18n import t
+from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
+from components.i18n import localize, t
 from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
 from pipelines.tasks.classify import DEFAULT_MODELS, DEFAULT_TEMPLATE, ClassifierSpec, make_classifier
 from pipelines.tasks.metrics import classification_metrics
 from pipelines.tasks.sentences import cap_text
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 
 METHOD_CHOICES = [
     (t("classify.method_embeddings"), "embeddings"),
@@ -37,7 +41,7 @@ def probability_chart(scores: dict[str, float]) -> go.Figure:
 def label_metrics(results: pd.DataFrame, truth: list[str]) -> tuple[str, go.Figure | None]:
     scores = classification_metrics(truth, results["predicted_label"].tolist())
     if not scores:
-        return "The label column is empty, so no metrics were computed.", None
+        return localize("The label column is empty, so no metrics were computed."), None
     text = (f"**Accuracy** {scores['accuracy']:.3f} · **Macro-F1** {scores['macro_f1']:.3f} "
             f"over {scores['count']} labelled rows")
     return text, confusion_figure(scores)
@@ -57,6 +61,12 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         text = gr.Textbox(lines=4, label=t("classify.text"), value="The team won the football match last night.",
                           elem_id="classify-text")
         go_btn = gr.Button(t("classify.run"), variant="primary", elem_id="classify-run")
+        single_examples = examples(
+            [["I can't wait to watch the match tonight!", "embeddings", "minilm-l6", "sports, cooking, finance"],
+             ["Add the butter and stir until the sauce thickens.", "embeddings", "minilm-l6",
+              "sports, cooking, finance"],
+             ["The support team never answered my emails.", "lm", "smollm2-135m-instruct", "positive, negative"]],
+            [text, method, model, labels])
         with gr.Row():
             top = gr.Textbox(label=t("classify.top"), interactive=False, elem_id="classify-top")
             note = gr.Markdown(elem_id="classify-note")
@@ -64,6 +74,9 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         scores = gr.JSON(label=t("classify.scores"))
     with gr.Tab(t("batch.title")):
         batch = batch_section("classify", "batch.label_column")
+        batch_examples = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "label", "embeddings", "minilm-l6",
+                                    "positive, negative"]],
+                                  [batch.file, batch.text_col, batch.ref_col, method, model, labels])
 
     def default_model(name: str) -> gr.Dropdown:
         if name == "finetuned":
@@ -90,6 +103,8 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
 
     go_btn.click(classify, [text, method, model, labels, template], [top, chart, scores, note],
                  api_name="classify", concurrency_id=HEAVY)
+    run_example(single_examples, classify, [text, method, model, labels, template], [top, chart, scores, note],
+                concurrency_id=HEAVY)
 
     @ui_errors
     def classify_csv(file: str, text_column: str, label_column: str, method: str, model: str, labels: str,
@@ -115,6 +130,8 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         classify_csv, [batch.file, batch.text_col, batch.ref_col, method, model, labels, template], batch.outputs,
         api_name="classify_csv", concurrency_id=HEAVY,
     )
+    run_example(batch_examples, classify_csv, [batch.file, batch.text_col, batch.ref_col, method, model, labels,
+                                               template], batch.outputs, concurrency_id=HEAVY)
     wire_stop("classify", batch, run_event)
     return {"method": method, "model": model, "labels": labels, "text": text, "run": go_btn, "top": top,
             "chart": chart, "scores": scores, **{f"batch_{k}": v for k, v in vars(batch).items()}}

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.i18n import t
+from components.i18n import localize, request_lang, t
 from pipelines.context import AppContext
 from pipelines.errors import WorkbenchError
 
@@ -51,15 +51,20 @@ def progress_reporter(progress: gr.Progress | None) -> Callable[[float, str], No
 
 
 def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn pipeline errors into a clear ``gr.Error`` message (also a clean error for API clients)."""
+    """Turn pipeline errors into a clear ``gr.Error`` message (also a clean error for API clients).
+
+    The message is translated into the request's language (Accept-Language) with ``assets/locales/errors.json``.
+    """
 
     def convert(exc: Exception) -> gr.Error:
+        lang = request_lang()  # the Accept-Language of the request being handled (English outside one)
         if isinstance(exc, gr.Error):
+            exc.message = localize(str(exc.message), lang)
             return exc
         if isinstance(exc, WorkbenchError):
-            return gr.Error(str(exc))
+            return gr.Error(localize(str(exc), lang))
         log.exception("Unexpected error in %s", fn.__name__)
-        return gr.Error(f"Something went wrong: {type(exc).__name__}: {str(exc)[:200]}")
+        return gr.Error(localize(f"Something went wrong: {type(exc).__name__}: {str(exc)[:200]}", lang))
 
     if inspect.isgeneratorfunction(fn):
 
@@ -80,3 +85,17 @@ def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise convert(exc) from None
 
     return wrapper
+
+
+
+def examples(rows: list[list[Any]], inputs: list[gr.components.Component],
+             example_labels: list[str] | None = None) -> gr.Examples:
+    """Clickable examples that fill ``inputs`` (place them in the layout; then wire them with :func:`run_example`)."""
+    return gr.Examples(rows, inputs, label=t("common.examples"), example_labels=example_labels,
+                       cache_examples=False, api_visibility="private", examples_per_page=6)
+
+
+def run_example(ex: gr.Examples, fn: Callable[..., Any], inputs: Any, outputs: Any, **event: Any) -> Any:
+    """Run ``fn`` right after an example is clicked (one click to a result), like ``run_on_click=True``, but
+    ``fn`` may read more inputs than the example fills and takes event options such as ``concurrency_id``."""
+    return ex.load_input_event.then(fn, inputs, outputs, api_visibility="private", **event)

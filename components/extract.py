@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from components.batch_ui import BatchSpec, batch_section, run_batch, wire_stop
-from components.common import model_picker, progress_reporter, ui_errors
-from components.i18n import t
+from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
+from components.i18n import localize, t
 from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
 from pipelines.tasks.embeddings import get_encoder
@@ -19,11 +20,15 @@ from pipelines.tasks.lm_prompting import DEFAULT_LM
 from pipelines.tasks.qa import answer_question, qa_highlight
 from pipelines.tasks.sentences import cap_text
 
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+
 ENTITY_COLUMNS = ["text", "label", "start", "end", "score"]
 MODES = [(t("extract.entities"), "entities"), (t("extract.keyphrases"), "keyphrases"),
          (t("extract.fields"), "fields"), (t("extract.qa"), "answer")]
 EXAMPLE = ("Apple opened a new office in Berlin on 3 March 2024. Tim Cook said the team will hire 200 engineers "
            "in Germany by next year.")
+EXAMPLE_2 = ("The European Space Agency will launch the Ariel telescope from French Guiana in 2029 to study the "
+             "atmospheres of exoplanets.")
 
 
 def _entity_choices(ctx: AppContext) -> list[tuple[str, str]]:
@@ -91,6 +96,7 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         ent_model = _entity_picker(ctx)
         ent_text = gr.Textbox(lines=4, value=EXAMPLE, label=t("extract.text"), elem_id="extract-entities-text")
         ent_btn = gr.Button(t("extract.find_entities"), variant="primary", elem_id="extract-entities-run")
+        ent_examples = examples([[EXAMPLE], [EXAMPLE_2]], [ent_text])
         ent_highlight = gr.HighlightedText(label=t("extract.entities"), elem_id="extract-entities-output",
                                            show_legend=True, combine_adjacent=False)
         ent_table = gr.Dataframe(headers=ENTITY_COLUMNS, label=t("extract.entity_table"), interactive=False)
@@ -99,6 +105,8 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         qa_context = gr.Textbox(lines=5, value=EXAMPLE, label=t("extract.context"))
         qa_question = gr.Textbox(value="Where did Apple open an office?", label=t("extract.question"))
         qa_btn = gr.Button(t("extract.answer"), variant="primary", elem_id="extract-qa-run")
+        qa_examples = examples([[EXAMPLE, "Who said the team will hire engineers?"],
+                                [EXAMPLE_2, "Where will the telescope be launched from?"]], [qa_context, qa_question])
         qa_answer = gr.Textbox(label=t("extract.answer_out"), interactive=False, elem_id="extract-qa-answer")
         qa_highlight_out = gr.HighlightedText(label=t("extract.evidence"), show_legend=True)
         qa_details = gr.JSON(label=t("extract.details"))
@@ -108,6 +116,8 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                             value="Order A-1042 placed on 3 March 2024: the blue kettle arrived broken and leaks.")
         f_names = gr.Textbox(value="product, order_id, date, complaint", label=t("extract.field_names"))
         f_btn = gr.Button(t("extract.extract_fields"), variant="primary", elem_id="extract-fields-run")
+        f_examples = examples([["Invoice 2024-117 from Acme Ltd, due 30 April 2024, total 1,250 EUR.",
+                                "company, invoice_number, due_date, total"]], [f_text, f_names])
         f_table = gr.Dataframe(headers=["field", "value"], label=t("extract.fields"), interactive=False)
         f_notes = gr.Markdown(elem_id="extract-fields-notes")
         f_raw = gr.Textbox(label=t("extract.raw_reply"), interactive=False, lines=3)
@@ -115,6 +125,7 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         k_text = gr.Textbox(lines=5, value=EXAMPLE, label=t("extract.text"))
         k_top = gr.Slider(1, 20, value=8, step=1, label=t("extract.top_k"))
         k_btn = gr.Button(t("extract.find_keyphrases"), variant="primary")
+        k_examples = examples([[EXAMPLE, 5], [EXAMPLE_2, 5]], [k_text, k_top])
         k_table = gr.Dataframe(headers=["phrase", "score"], label=t("extract.keyphrases"), interactive=False)
     with gr.Tab(t("batch.title")):
         with gr.Row():
@@ -124,6 +135,8 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             b_fields = gr.Textbox(value="product, order_id, date", label=t("extract.field_names"))
             b_question = gr.Textbox(value="", label=t("extract.question"))
         batch = batch_section("extract", None)
+        batch_examples = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "keyphrases"]],
+                                  [batch.file, batch.text_col, b_mode])
 
     @ui_errors
     def extract_entities(text: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -135,13 +148,15 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             raise InputError("Type or paste a text first.")
         text, cut = cap_text(text, ctx.config.max_input_chars)
         if cut:
-            gr.Warning(cut)
+            gr.Warning(localize(cut))
         ents = make_entity_extractor(ctx.manager, model, progress_reporter(progress)).extract_many([text])[0]
         table = pd.DataFrame([[e[c] for c in ENTITY_COLUMNS] for e in ents], columns=ENTITY_COLUMNS)
         return highlight_value(text, ents), table
 
     ent_btn.click(extract_entities, [ent_text, ent_model], [ent_highlight, ent_table],
                   api_name="extract_entities", concurrency_id=HEAVY)
+    run_example(ent_examples, extract_entities, [ent_text, ent_model], [ent_highlight, ent_table],
+                concurrency_id=HEAVY)
 
     @ui_errors
     def answer(question: str, context: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -150,11 +165,13 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         context, cut = cap_text(context, ctx.config.max_input_chars)
         result = answer_question(ctx.manager, model, question, context, progress=progress_reporter(progress))
         if cut:
-            result["note"] = cut
+            result["note"] = localize(cut)
         return result["answer"], qa_highlight(context, result), result
 
     qa_btn.click(answer, [qa_question, qa_context, qa_model], [qa_answer, qa_highlight_out, qa_details],
                  api_name="answer", concurrency_id=HEAVY)
+    run_example(qa_examples, answer, [qa_question, qa_context, qa_model], [qa_answer, qa_highlight_out, qa_details],
+                concurrency_id=HEAVY)
 
     @ui_errors
     def fields_handler(text: str, fields: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -166,22 +183,25 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         lm = ctx.manager.load((model or "").strip() or DEFAULT_LM, "causal-lm", progress=progress_reporter(progress))
         result = extract_fields(lm, text, fields)
         problems = result["problems"] + ([cut] if cut else [])
-        notes = "\n".join(f"- {p}" for p in problems) or "All fields parsed from valid JSON."
+        notes = "\n".join(f"- {localize(p)}" for p in problems) or localize("All fields parsed from valid JSON.")
         return _fields_table(result), notes, result["raw"]
 
     f_btn.click(fields_handler, [f_text, f_names, f_model], [f_table, f_notes, f_raw],
                 api_name="extract_fields", concurrency_id=HEAVY)
+    run_example(f_examples, fields_handler, [f_text, f_names, f_model], [f_table, f_notes, f_raw],
+                concurrency_id=HEAVY)
 
     @ui_errors
     def keyphrases_handler(text: str, top_k: float) -> pd.DataFrame:
         """Keyphrases of ``text``: candidate n-grams ranked against the document embedding, diversified (MMR)."""
         text, cut = cap_text(text, ctx.config.max_input_chars)
         if cut:
-            gr.Warning(cut)
+            gr.Warning(localize(cut))
         found = keyphrases(get_encoder(ctx.manager), text, int(top_k or 8))
         return pd.DataFrame([[k["phrase"], k["score"]] for k in found], columns=["phrase", "score"])
 
     k_btn.click(keyphrases_handler, [k_text, k_top], k_table, api_name="extract_keyphrases", concurrency_id=HEAVY)
+    run_example(k_examples, keyphrases_handler, [k_text, k_top], k_table, concurrency_id=HEAVY)
 
     @ui_errors
     def extract_csv(file: str, text_column: str, mode: str, model: str, fields: str, question: str,
@@ -199,6 +219,8 @@ def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
 
     run_event = batch.run.click(extract_csv, [batch.file, batch.text_col, b_mode, b_model, b_fields, b_question],
                                 batch.outputs, api_name="extract_csv", concurrency_id=HEAVY)
+    run_example(batch_examples, extract_csv, [batch.file, batch.text_col, b_mode, b_model, b_fields, b_question],
+                batch.outputs, concurrency_id=HEAVY)
     wire_stop("extract", batch, run_event)
     return {"entities_text": ent_text, "entities_model": ent_model, "entities_run": ent_btn,
             "entities": ent_highlight, "entity_table": ent_table, "qa_answer": qa_answer, "fields_table": f_table,

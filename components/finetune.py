@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import gradio as gr
 
-from components.common import ui_errors
-from components.i18n import t
+from components.common import examples, ui_errors
+from components.i18n import localize, t
 from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
 from pipelines.models.embedded import EMBEDDED
@@ -22,6 +23,7 @@ from pipelines.training.store import delete_run, merge_run, zip_run
 
 TRAINING = "training"  # own concurrency id: training never queues behind (or blocks) inference
 PREVIEW_ROWS = 20
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 REFRESH_S = 0.7
 # Settings shown as number fields, in UI order (target modules and checkpointing are separate widgets).
 NUMBER_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs", "batch_size", "grad_accum",
@@ -69,6 +71,10 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                 prompt_col = gr.Dropdown([], label=t("finetune.col_prompt"), allow_custom_value=True)
                 response_col = gr.Dropdown([], label=t("finetune.col_response"), allow_custom_value=True)
             run_name = gr.Textbox(label=t("finetune.name"), max_length=80)
+            # Clicking one fills the form; the upload's change event shows the preview and data report.
+            examples([[str(EXAMPLES_DIR / "sentiment.csv"), "classification", "minilm-l6", "sentiment"],
+                      [str(EXAMPLES_DIR / "instructions.csv"), "causal-lm", "smollm2-135m-instruct", "instructions"]],
+                     [upload, task, base, run_name])
         with gr.Column(scale=2):
             preview = gr.Dataframe(label=t("finetune.preview"), interactive=False, max_height=300)
             report = gr.Markdown(elem_id="ft-report")
@@ -118,7 +124,7 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         try:
             return prepare(table, task_name, _mapping(task_name, *cols)).report.to_markdown()
         except InputError as exc:
-            return f"⚠️ {exc}"
+            return f"⚠️ {localize(str(exc))}"
 
     @ui_errors
     def on_upload(path: str | None, task_name: str) -> tuple:
@@ -240,14 +246,14 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         progress(0.1, desc=f"Merging {info.id}")
         folder = merge_run(ctx.runs, info.id, ctx.config.models_dir, base_location(info.base_model, ctx.config),
                            ctx.config.allow_pickle_weights)
-        return f"Merged into `{folder}`: type this path into any model picker to use it as a full model."
+        return localize(f"Merged into `{folder}`: type this path into any model picker to use it as a full model.")
 
     @ui_errors
     def delete(run: str) -> tuple:
         info = ctx.runs.find(run)
         ctx.manager.unload(info.reference)
         delete_run(ctx.runs, info.id)
-        return f"Deleted run `{info.id}`.", *refresh()
+        return localize(f"Deleted run `{info.id}`."), *refresh()
 
     refresh_btn.click(refresh, None, [runs_table, run_pick], api_visibility="private")
     gr.api(list_runs, api_name="runs")

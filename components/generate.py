@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import model_picker, progress_reporter, ui_errors
+from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
 from components.i18n import t, text
 from pipelines.context import HEAVY, AppContext
 from pipelines.generation import DEFAULT_MODEL, DEFAULT_SYSTEM, GenerationService, GenerationSettings
@@ -106,6 +106,9 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                                      label=t("generate.preset"), scale=3)
                 preset_btn = gr.Button(t("generate.apply_preset"), scale=1)
             output = gr.Textbox(label=t("generate.answer"), lines=6, interactive=False, elem_id="generate-output")
+            prompt_examples = examples([["Write a haiku about the sea."],
+                                        ["Explain in two sentences what a language model is."],
+                                        ["用一句话介绍你自己。"]], [prompt])
         with gr.Column(scale=2):
             tokens = gr.HTML(label=t("generate.tokens"), elem_id="generate-tokens")
             stats = gr.JSON(label=t("generate.stats"), elem_id="generate-stats")
@@ -217,10 +220,11 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     gen_event = run_btn.click(ui_generate, chat_inputs, chat_outputs, **private)
     submit_event = prompt.submit(ui_generate, chat_inputs, chat_outputs, **private)
     regen_event = regen_btn.click(ui_regenerate, chat_inputs, chat_outputs, **private)
+    example_event = run_example(prompt_examples, ui_generate, chat_inputs, chat_outputs, concurrency_id=HEAVY)
     compare_event = compare_btn.click(ui_compare, {picker, picker_b, prompt, system, *knobs},
                                       [out_a, tokens_a, stats_a, out_b, tokens_b, stats_b], **private)
     stop_btn.click(ui_stop, None, [tokens, stats], queue=False, api_visibility="private",
-                   cancels=[gen_event, submit_event, regen_event, compare_event])
+                   cancels=[gen_event, submit_event, regen_event, compare_event, example_event])
     clear_btn.click(lambda: ([], [], "", "", None), None, [chatbot, history, output, tokens, stats],
                     queue=False, api_visibility="private")
     explore_btn.click(ui_explore, {picker, prompt, system, *knobs}, plot, **private)

@@ -1,13 +1,21 @@
-"""UI strings: every ``assets/locales/*.json`` holds ``{"en": {...}, "zh-CN": {...}}`` for one tab."""
+"""UI strings: every ``assets/locales/*.json`` holds ``{"en": {...}, "zh-CN": {...}}`` for one tab.
+
+Labels go through :func:`t` (translated in the browser). Messages built on the server (errors, status lines) go
+through :func:`text` (a key) or :func:`localize` (an English message from the pipelines, translated with the
+``assets/locales/errors.json`` catalogue keyed by the English template, ``{}`` marking each variable part).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from pathlib import Path
 
 import gradio as gr
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "assets" / "locales"
+ERRORS_FILE = "errors.json"  # message catalogue, not UI keys
 LANGUAGES = ("en", "zh-CN")
 
 
@@ -15,6 +23,8 @@ def load_translations(folder: Path = LOCALES_DIR) -> dict[str, dict[str, str]]:
     """Merge every locale file into one ``{language: {key: text}}`` mapping."""
     merged: dict[str, dict[str, str]] = {lang: {} for lang in LANGUAGES}
     for file in sorted(folder.glob("*.json")):
+        if file.name == ERRORS_FILE:
+            continue
         data = json.loads(file.read_text(encoding="utf-8"))
         for lang, strings in data.items():
             merged.setdefault(lang, {}).update(strings)
@@ -35,3 +45,75 @@ def text(key: str, lang: str = "en", **fmt: object) -> str:
     table = TRANSLATIONS.get(lang) or TRANSLATIONS["en"]
     template = table.get(key) or TRANSLATIONS["en"].get(key, key)
     return template.format(**fmt) if fmt else template
+
+
+# ---- the request's language --------------------------------------------------------------------------------
+def language_of(header: str | None) -> str:
+    """``zh-CN`` when the Accept-Language header's first language is Chinese, else ``en``."""
+    first = (header or "").split(",")[0].strip().lower()
+    return "zh-CN" if first.startswith("zh") else "en"
+
+
+def request_lang(request: gr.Request | None = None) -> str:
+    """The language of ``request`` or, when None, of the request Gradio is handling now (``en`` outside one)."""
+    if request is None:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return "en"
+    try:
+        return language_of(headers.get("accept-language"))
+    except AttributeError:
+        return "en"
+
+
+# ---- message catalogue -------------------------------------------------------------------------------------
+class Catalogue:
+    """English message templates (``{}`` = a variable part) and their translations, matched by regex."""
+
+    def __init__(self, data: dict[str, dict[str, str]]) -> None:
+        self.data = data
+        self._patterns: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+
+    @classmethod
+    def load(cls, path: Path = LOCALES_DIR / ERRORS_FILE) -> Catalogue:
+        return cls(json.loads(path.read_text(encoding="utf-8")) if path.exists() else {})
+
+    def patterns(self, lang: str) -> list[tuple[re.Pattern[str], str]]:
+        if lang not in self._patterns:
+            items = sorted(self.data.get(lang, {}).items(), key=lambda kv: -len(kv[0].replace("{}", "")))
+            self._patterns[lang] = [
+                (re.compile("^" + "(.*?)".join(map(re.escape, en.split("{}"))) + "$", re.DOTALL), target)
+                for en, target in items
+            ]
+        return self._patterns[lang]
+
+    def translate(self, message: str, lang: str, depth: int = 0) -> str:
+        """``message`` in ``lang`` when a template matches (variable parts translated too), else unchanged."""
+        table = self.data.get(lang)
+        if not table or not message or depth > 3:
+            return message
+        if message in table:
+            return table[message]
+        for pattern, target in self.patterns(lang):
+            match = pattern.match(message)
+            if match:
+                parts = [self.translate(part, lang, depth + 1) for part in match.groups()]
+                try:
+                    return target.format(*parts)
+                except (IndexError, KeyError, ValueError):
+                    return message
+        return message
+
+
+@functools.cache
+def catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+def localize(message: str, lang: str | None = None) -> str:
+    """Translate a server-built English message into ``lang`` (default: the current request's language)."""
+    lang = lang or request_lang()
+    return message if lang == "en" else catalogue().translate(message, lang)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from components.common import model_picker, progress_reporter, ui_errors
-from components.i18n import t
+from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
+from components.i18n import request_lang, t, text
 from pipelines.context import AppContext
 from pipelines.models import EMBEDDED
 from pipelines.models.embedded import is_cached
@@ -43,6 +43,8 @@ def build_models_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         load_btn = gr.Button(t("models.load"), variant="primary")
         unload_btn = gr.Button(t("models.unload"))
         unload_all_btn = gr.Button(t("models.unload_all"), variant="stop")
+    model_examples = examples([["minilm-l6", "encoder", "auto"], ["smollm2-135m-instruct", "causal-lm", "auto"]],
+                              [picker, kind, dtype])
     status = gr.Markdown(elem_id="models-status")
     loaded = gr.Dataframe(value=_loaded_rows(ctx), headers=COLUMNS, label=t("models.loaded"), interactive=False)
 
@@ -52,19 +54,18 @@ def build_models_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             ref, None if kind_name == "auto" else kind_name, dtype=dtype_name, progress=progress_reporter(progress)
         )
         info = model.describe()
-        msg = (
-            f"Loaded **{info['model']}** ({info['kind']}, {info['dtype']}) "
-            f"on {info['device']} in {info['load_seconds']} s."
-        )
+        msg = text("models.loaded_msg", request_lang(), model=info["model"], kind=info["kind"], dtype=info["dtype"],
+                   device=info["device"], seconds=info["load_seconds"])
         return msg, _loaded_rows(ctx), _embedded_rows(ctx)
 
     def unload(ref: str | None) -> tuple:
         count = ctx.manager.unload(ref)
-        return f"Unloaded {count} model(s).", _loaded_rows(ctx)
+        return text("models.unloaded_msg", request_lang(), count=count), _loaded_rows(ctx)
 
     load_btn.click(
         load, [picker, kind, dtype], [status, loaded, embedded], api_name="load_model", concurrency_id="heavy"
     )
     unload_btn.click(unload, [picker], [status, loaded], api_name="unload_model")
+    run_example(model_examples, load, [picker, kind, dtype], [status, loaded, embedded], concurrency_id="heavy")
     unload_all_btn.click(lambda: unload(None), None, [status, loaded], api_visibility="private")
     return {"picker": picker, "kind": kind, "dtype": dtype, "load": load_btn, "status": status, "loaded": loaded}

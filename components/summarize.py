@@ -3,12 +3,14 @@ hierarchical chunking for long documents and ROUGE against a reference; single t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pandas as pd
 
 from components.batch_ui import BatchSpec, batch_section, run_batch, wire_stop
-from components.common import model_picker, progress_reporter, ui_errors
-from components.i18n import t
+from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
+from components.i18n import localize, t
 from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
 from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask
@@ -26,6 +28,16 @@ METHOD_CHOICES = [(t("summarize.method_extractive"), "extractive"),
                   (t("summarize.method_abstractive"), "abstractive")]
 DEFAULT_MODELS = {"extractive": DEFAULT_ENCODER, "abstractive": DEFAULT_LM}
 MAX_NEW_TOKENS = 512
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+EN_EXAMPLE = (
+    "The Great Barrier Reef is the world's largest coral reef system. It lies off the coast of "
+    "Queensland, Australia, and stretches for over 2,300 kilometres. The reef is home to thousands of "
+    "species of fish, corals and molluscs. Rising sea temperatures have caused several mass bleaching "
+    "events in recent years. Scientists warn that the reef could lose most of its coral by the end of the"
+    " century. Governments have pledged money to improve water quality and to protect the reef."
+)
+ZH_EXAMPLE = ("今天上午，市图书馆举行了新馆开放仪式。新馆面积比旧馆大了一倍，藏书超过五十万册。"
+              "馆长表示，新馆将延长开放时间，周末也照常开放。不少市民一早就来排队参观。")
 RESULT_COLUMN = "model_summary"  # distinct from usual reference column names ("summary")
 
 
@@ -47,7 +59,7 @@ def make_summarizer(ctx: AppContext, method: str, model: str, sentences: float, 
 
 def _rouge_text(scores: dict) -> str:
     if not scores:
-        return "The reference column is empty, so no ROUGE was computed."
+        return localize("The reference column is empty, so no ROUGE was computed.")
     return (f"**Mean ROUGE-1** {scores['rouge1']:.3f} · **ROUGE-2** {scores['rouge2']:.3f} · "
             f"**ROUGE-L** {scores['rougeL']:.3f} over {scores['count']} rows")
 
@@ -70,12 +82,19 @@ def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         text = gr.Textbox(lines=8, label=t("summarize.text"), elem_id="summarize-text")
         reference = gr.Textbox(lines=2, label=t("summarize.reference"))
         go_btn = gr.Button(t("summarize.run"), variant="primary", elem_id="summarize-run")
+        single_examples = examples(
+            [[EN_EXAMPLE, "extractive", "minilm-l6", 2], [ZH_EXAMPLE, "extractive", "minilm-l6", 2],
+             [EN_EXAMPLE, "abstractive", "smollm2-135m-instruct", 2]],
+            [text, method, model, sentences])
         summary = gr.Textbox(lines=5, label=t("summarize.summary"), interactive=False, elem_id="summarize-output")
         with gr.Row():
             rouge = gr.JSON(label=t("summarize.rouge"))
             note = gr.Markdown(elem_id="summarize-note")
     with gr.Tab(t("batch.title")):
         batch = batch_section("summarize", "batch.reference_column")
+        batch_examples = examples(
+            [[str(EXAMPLES_DIR / "news_zh_gbk.csv"), "文本", "摘要", "extractive", "minilm-l6", 1]],
+            [batch.file, batch.text_col, batch.ref_col, method, model, sentences])
 
     method.change(lambda m: gr.Dropdown(value=DEFAULT_MODELS.get(m, "")), method, model,
                   api_visibility="private", queue=False)
@@ -94,16 +113,18 @@ def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         summarizer = make_summarizer(ctx, method, model, sentences, ratio, max_new_tokens, report)
         if isinstance(summarizer, AbstractiveSummarizer):
             result = summarizer.summarize(text, report)
-            notes = [f"Read in {result['chunks']} chunk(s) over {result['levels']} level(s)."]
+            notes = [localize(f"Read in {result['chunks']} chunk(s) over {result['levels']} level(s).")]
         else:
             result = summarizer.summarize(text)
-            notes = [f"Kept {len(result['sentences'])} sentence(s)."]
-        notes += [cut] if cut else []
+            notes = [localize(f"Kept {len(result['sentences'])} sentence(s).")]
+        notes += [localize(cut)] if cut else []
         scores = rouge_scores(result["summary"], reference) if (reference or "").strip() else {}
         return result["summary"], scores, " ".join(notes)
 
     go_btn.click(summarize, [text, method, model, sentences, ratio, max_new, reference], [summary, rouge, note],
                  api_name="summarize", concurrency_id=HEAVY)
+    run_example(single_examples, summarize, [text, method, model, sentences, ratio, max_new, reference],
+                [summary, rouge, note], concurrency_id=HEAVY)
 
     @ui_errors
     def summarize_csv(file: str, text_column: str, reference_column: str, method: str, model: str,
@@ -130,6 +151,8 @@ def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         summarize_csv, [batch.file, batch.text_col, batch.ref_col, method, model, sentences, ratio, max_new],
         batch.outputs, api_name="summarize_csv", concurrency_id=HEAVY,
     )
+    run_example(batch_examples, summarize_csv, [batch.file, batch.text_col, batch.ref_col, method, model, sentences,
+                                                ratio, max_new], batch.outputs, concurrency_id=HEAVY)
     wire_stop("summarize", batch, run_event)
     return {"method": method, "model": model, "text": text, "run": go_btn, "summary": summary, "rouge": rouge,
             **{f"batch_{k}": v for k, v in vars(batch).items()}}
