@@ -80,14 +80,11 @@ def run_app(service: GenerationService, precision: str, new_tokens: int) -> dict
 
 
 def in_fresh_thread(fn):
-    """Run ``fn`` in a new thread and return its result.
+    """Run ``fn`` in a new thread and return its result (for reference).
 
-    On this 2-core machine the calling thread matters more than anything else: under heavy load from other
-    processes (load ~6) generate() from the main thread ran 3-15x slower than from another thread (0.8-5.9 vs
-    15.5 tok/s); with the machine idle it is the reverse, the main thread is ~1.75x faster (28 vs 16 tok/s,
-    torch.set_num_threads in the thread does not change it). The app generates in a worker thread and every
-    Gradio handler runs in a worker thread, so the baseline pipeline runs in a fresh thread too; the
-    main-thread pipeline is printed once for reference.
+    On this 2-core machine a thread that is new to torch gets a new OpenMP team that competes with the idle,
+    spinning team of earlier threads: generate() there ran ~16 tok/s against ~27 tok/s in the main thread.
+    That is why the app runs all generation in one long-lived compute thread.
     """
     box: list = []
     worker = threading.Thread(target=lambda: box.append(fn()))
@@ -128,7 +125,10 @@ def main() -> None:
     for name, m in choice.measurements.items():
         print(f"  {name:12s} perplexity {m['ppl']:8.3f}   decode step {1000 * m['step_s']:6.1f} ms")
 
-    variants = {"pipeline fp32": lambda: in_fresh_thread(lambda: run_pipeline(pipe, args.new_tokens))}
+    # Baseline: the pipeline called from the main thread, as a plain script does. The app runs every generation
+    # in one long-lived compute thread (pipelines/generation/engine.py COMPUTE).
+    variants = {"pipeline fp32": lambda: run_pipeline(pipe, args.new_tokens)}
+    variants["pipeline fp32, fresh thread"] = lambda: in_fresh_thread(lambda: run_pipeline(pipe, args.new_tokens))
     variants["app fp32"] = lambda: run_app(service, "float32", args.new_tokens)
     variants["app auto"] = lambda: run_app(service, "auto", args.new_tokens)
     for extra in ("bfloat16", "int8-weight"):
@@ -140,7 +140,6 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, fn in variants.items():
             runs[name].append(fn())
-    runs["pipeline fp32, main thread"] = [run_pipeline(pipe, args.new_tokens)]  # for reference, once
 
     base = runs["pipeline fp32"]
     base_tps, base_ttft, base_ids = median(base, "tps"), median(base, "ttft"), base[-1]["ids"]
