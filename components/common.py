@@ -91,8 +91,10 @@ def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def examples(rows: list[list[Any]], inputs: list[gr.components.Component],
              example_labels: list[str] | None = None) -> gr.Examples:
     """Clickable examples that fill ``inputs`` (place them in the layout; then wire them with :func:`run_example`)."""
-    return gr.Examples(rows, inputs, label=t("common.examples"), example_labels=example_labels,
-                       cache_examples=False, api_visibility="private", examples_per_page=6)
+    ex = gr.Examples(rows, inputs, label=t("common.examples"), example_labels=example_labels,
+                     cache_examples=False, api_visibility="private", examples_per_page=6)
+    ex.dataset.headers = []  # the Dataset would show the inputs' labels untranslated (raw i18n keys)
+    return ex
 
 
 def run_example(ex: gr.Examples, fn: Callable[..., Any], inputs: Any, outputs: Any, **event: Any) -> Any:

@@ -1,0 +1,179 @@
+"""Chinese UI end to end: server messages follow Accept-Language, the zh-CN page shows no English label or raw key,
+and the clickable examples of every tab give a result in one click."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from components.i18n import TRANSLATIONS, Catalogue, language_of, localize
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+ZH = {"accept-language": "zh-CN,zh;q=0.9,en;q=0.8"}
+LABELS = "label, button, th, [role=tab], [data-testid=block-info], [data-testid=block-label], .label-wrap span, h1, h2"
+
+
+def _client(url: str, headers: dict | None = None):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, headers=headers)
+
+
+def _error(client, *args, api_name: str) -> str:
+    with pytest.raises(Exception) as info:  # noqa: PT011 - gradio_client raises AppError with the message
+        client.predict(*args, api_name=api_name)
+    return str(info.value)
+
+
+# ---- server-side messages ----------------------------------------------------------------------------------
+def test_language_of_header_and_catalogue_templates() -> None:
+    assert language_of("zh-CN,zh;q=0.9") == "zh-CN" and language_of("zh-TW") == "zh-CN"
+    assert language_of("en-US,zh;q=0.5") == "en" and language_of(None) == "en"
+    cat = Catalogue({"zh-CN": {"Row {} has an empty '{}'.": "第 {} 行的“{}”为空。", "label": "标签"}})
+    assert cat.translate("Row 7 has an empty 'label'.", "zh-CN") == "第 7 行的“标签”为空。"  # parts translated too
+    assert cat.translate("Something new.", "zh-CN") == "Something new."  # unknown: English
+    assert localize("The file is empty.", "en") == "The file is empty."
+    assert localize("Could not load 'x': The file is empty.", "zh-CN") == "无法加载“x”：文件是空的。"
+
+
+def test_every_catalogue_entry_keeps_its_placeholders() -> None:
+    data = Catalogue.load().data["zh-CN"]
+    assert len(data) > 100
+    for english, chinese in data.items():
+        assert english.count("{}") == chinese.count("{}"), english
+        assert CJK.search(chinese), english
+
+
+def test_api_errors_follow_accept_language(app_server, upload_dir: Path) -> None:
+    zh, en = _client(app_server["url"], ZH), _client(app_server["url"])
+    bad_hub = ("nobody-here/no-such-model-xyz", "auto", "auto")
+    msg = _error(zh, *bad_hub, api_name="/load_model")
+    assert "无法从 Hugging Face Hub 获取" in msg and "nobody-here/no-such-model-xyz" in msg
+    assert "Could not get 'nobody-here/no-such-model-xyz'" in _error(en, *bad_hub, api_name="/load_model")
+    empty_text = ("   ", "embeddings", "minilm-l6", "a, b", "This text is about {}.")
+    assert "请输入或粘贴要分类的文本" in _error(zh, *empty_text, api_name="/classify")
+    assert "Type or paste a text to classify." in _error(en, *empty_text, api_name="/classify")
+    assert CJK.search(_error(zh, "", api_name="/extract_entities"))
+    from gradio_client import handle_file
+
+    empty = upload_dir / "empty.csv"
+    empty.write_bytes(b"")
+    msg = _error(zh, handle_file(str(empty)), "text", "", "embeddings", "minilm-l6", "a, b", "{}",
+                 api_name="/classify_csv")
+    assert "是空的" in msg, msg
+    assert "请先上传" in _error(zh, None, "text", "", "embeddings", "minilm-l6", "a, b", "{}", api_name="/classify_csv")
+    # a status message built on the server
+    status = zh.predict("no-such-model-loaded", api_name="/unload_model")[0]
+    assert status == "已卸载 0 个模型。"
+
+
+# ---- the page in Chinese -----------------------------------------------------------------------------------
+def _english_labels() -> set[str]:
+    en, zh = TRANSLATIONS["en"], TRANSLATIONS["zh-CN"]
+    return {v for k, v in en.items() if v != zh[k] and re.search("[A-Za-z]{3}", v)}
+
+
+def _visible_label_texts(page) -> list[str]:
+    return page.eval_on_selector_all(
+        LABELS,
+        "els => els.filter(e => e.offsetParent !== null).map(e => e.innerText.trim()).filter(Boolean)",
+    )
+
+
+@pytest.mark.browser
+def test_chinese_page_has_no_english_labels_or_raw_keys(browser, app_server, artifacts_dir: Path) -> None:
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_server["url"], wait_until="load")
+    page.locator("#app-title").wait_for(timeout=60_000)
+    assert page.locator("#app-title").inner_text().strip() == TRANSLATIONS["zh-CN"]["app.title"]
+    tabs = page.get_by_role("tab")
+    tabs.first.wait_for(timeout=60_000)
+    top_titles = [TRANSLATIONS["zh-CN"][k] for k in ("tab.generate", "tab.models", "tab.attention", "tab.finetune",
+                                                     "tab.classify", "tab.summarize", "tab.extract")]
+    keys, english = set(TRANSLATIONS["en"]), _english_labels()
+    seen: set[str] = set()
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    for title in top_titles:
+        page.get_by_role("tab", name=title, exact=True).click()
+        page.wait_for_timeout(400)
+        texts = _visible_label_texts(page)
+        seen.update(texts)
+        raw = [x for x in texts if x in keys]
+        assert not raw, f"{title}: raw translation keys visible: {raw}"
+        left = [x for x in texts if x in english]
+        assert not left, f"{title}: English labels visible in the Chinese UI: {left}"
+        if title == top_titles[0]:
+            page.screenshot(path=str(shots / "generate-zh.png"))
+    assert set(top_titles) <= seen, "every top-level tab title is Chinese"
+    assert sum(bool(CJK.search(x)) for x in seen) > 50
+    context.close()
+    assert not errors, errors
+
+
+# ---- examples: one click to a result on every tab ------------------------------------------------------------
+def _click_example(page, text: str) -> None:
+    """Click the visible example (a table row for several inputs, a button for one) showing ``text``."""
+    page.locator("tr.tr-body:visible, button.gallery-item:visible", has_text=text).first.click()
+
+
+@pytest.mark.browser
+def test_examples_give_a_result_in_one_click(page, artifacts_dir: Path) -> None:
+    from tests.conftest import open_tab
+
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    body = page.locator("body")
+
+    open_tab(page, "Models")
+    _click_example(page, "minilm-l6")
+    page.locator("#models-status").get_by_text("Loaded").wait_for(timeout=120_000)
+    assert "minilm-l6" in page.locator("#models-status").inner_text()
+    page.screenshot(path=str(shots / "examples-models.png"))
+
+    open_tab(page, "Classify")
+    _click_example(page, "Add the butter")
+    top = page.locator("#classify-top textarea")
+    page.wait_for_function("el => el.value === 'cooking'", arg=top.element_handle(), timeout=120_000)
+    page.screenshot(path=str(shots / "examples-classify.png"))
+
+    open_tab(page, "Summarize")
+    _click_example(page, "今天上午")
+    out = page.locator("#summarize-output textarea")
+    page.wait_for_function("el => /[\\u4e00-\\u9fff]/.test(el.value)", arg=out.element_handle(), timeout=120_000)
+    assert out.input_value() in page.locator("#summarize-text textarea").input_value()  # extractive: kept sentences
+    page.screenshot(path=str(shots / "examples-summarize.png"))
+
+    open_tab(page, "Extract")
+    _click_example(page, "European Space Agency")
+    page.locator("#extract-entities-output").get_by_text("French Guiana").first.wait_for(timeout=120_000)
+    page.screenshot(path=str(shots / "examples-extract.png"))
+
+    open_tab(page, "Attention")
+    _click_example(page, "The cat sat on the mat")
+    note = page.locator("#attention-note")
+    note.get_by_text("layers x").wait_for(timeout=120_000)
+    assert "minilm-l6" in note.inner_text()
+    page.frame_locator("#attention-head-view iframe.bertviz-frame").locator("#vis svg").wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "examples-attention.png"))
+
+    open_tab(page, "Fine-tune")
+    _click_example(page, "sentiment")
+    page.locator("#ft-report").get_by_text("20", exact=False).first.wait_for(timeout=60_000)
+    assert "positive" in body.inner_text()
+    page.screenshot(path=str(shots / "examples-finetune.png"))
+
+    open_tab(page, "Generate")
+    _click_example(page, "Write a haiku about the sea.")
+    output = page.locator("#generate-output textarea")
+    page.locator("#generate-stats").get_by_text("stop_reason").wait_for(timeout=180_000)
+    assert len(output.input_value().strip()) > 10
+    page.screenshot(path=str(shots / "examples-generate.png"))
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(shots / "readme.png"))  # the viewport (1400x1000): copied to assets/screenshot.png
