@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import threading
+from typing import Any
 
+import gradio as gr
 import pytest
 import torch
 
+from components.generate import build_generate_tab
 from pipelines.errors import InputError
 from pipelines.generation import GenerationService, GenerationSettings
 from pipelines.generation.engine import GenerationEngine
@@ -15,6 +18,7 @@ from pipelines.generation.precision import pick, weight_only_int8
 from pipelines.generation.presets import PRESETS, apply_preset, is_chinese
 from pipelines.generation.render import next_token_figure, token_html
 from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, parse_stop_strings
+from pipelines.generation.streaming import PieceDecoder
 
 PROMPT = "The quick brown fox jumps over the lazy dog and"
 
@@ -217,3 +221,72 @@ def test_token_view_html_has_tooltips_and_escapes(service, tiny) -> None:
     html = token_html(result.tokens, "probability:")
     assert html.count("tabindex='0'") == 6 and "top-5:" in html and "&lt;b&gt;&amp;" in html
     assert "<script" not in html and "http" not in html
+
+
+# ---- the tab's handlers, driven directly (compare mode, the API with a Chinese prompt) --------------------------
+def _blocks_with_generate_tab(ctx) -> tuple[gr.Blocks, dict]:
+    with gr.Blocks() as demo:
+        parts = build_generate_tab(ctx)
+    return demo, parts
+
+
+def _handler(demo: gr.Blocks, *, target: Any = None, api_name: str | None = None) -> Any:
+    """The BlockFunction wired to ``target``'s click, or the one published as ``api_name``."""
+    for block_fn in demo.fns.values():
+        if api_name is not None and block_fn.api_name == api_name:
+            return block_fn
+        if target is not None and any(t[0] == target._id and t[1] == "click" for t in block_fn.targets):
+            return block_fn
+    raise LookupError(api_name or target)
+
+
+def _label_key(component: Any) -> str:
+    return str(getattr(component.label, "key", component.label))
+
+
+def test_compare_mode_returns_two_answers(ctx, tiny_root) -> None:
+    """The compare handler streams model A's answer, then model B's beside it; both match a plain run."""
+    demo, parts = _blocks_with_generate_tab(ctx)
+    block_fn = _handler(demo, target=parts["compare"])
+    data = {c: c.value for c in block_fn.inputs}
+    by_key = {_label_key(c): c for c in block_fn.inputs}
+    tiny_a, tiny_b = str(tiny_root / "tiny-llama"), str(tiny_root / "tiny-gpt2")
+    data.update({parts["picker"]: tiny_a, by_key["generate.model_b"]: tiny_b, parts["prompt"]: PROMPT,
+                 parts["precision"]: "float32", parts["mode"]: "completion", by_key["generate.max_new_tokens"]: 6})
+    updates = list(block_fn.fn(data, None, None))
+    final = updates[-1]
+    assert len(final) == 6
+    text_a, _, stats_a, text_b, view_b, stats_b = final
+    assert text_a and text_b and text_a != text_b
+    assert stats_a["new_tokens"] == 6 and stats_b["new_tokens"] == 6 and "tabindex" in view_b
+    assert any(u[3] is gr.skip() or not isinstance(u[3], str) for u in updates[:-1])  # A streamed first, alone
+    service = GenerationService(ctx)
+    for ref, text in ((tiny_a, text_a), (tiny_b, text_b)):
+        assert service.generate(ref, PROMPT, completion(max_new_tokens=6)).text == text
+
+
+def test_chinese_prompt_round_trips(ctx) -> None:
+    """A Chinese prompt reaches the chat template intact, and the answer's pieces re-assemble with no broken
+    characters, through the /generate_details API function (real SmolLM2 weights)."""
+    demo, _ = _blocks_with_generate_tab(ctx)
+    details = _handler(demo, api_name="generate_details").fn
+    question, system = "请用中文写一句关于春天的话。", "你是一个乐于助人的助手。"
+    out = details(question, "smollm2-135m-instruct", {"precision": "float32", "max_new_tokens": 12}, system)
+    assert f"<|im_start|>user\n{question}<|im_end|>" in out["prompt"]
+    assert f"<|im_start|>system\n{system}<|im_end|>" in out["prompt"]
+    pieces = [tok["text"] for tok in out["tokens"]]
+    assert "".join(pieces) == out["text"] and "\ufffd" not in out["text"]
+    assert is_chinese(out["text"])  # SmolLM2 answers in Chinese here (greedy)
+    tokenizer = GenerationService(ctx).engine("smollm2-135m-instruct", "float32").tokenizer
+    decoded = tokenizer.decode([tok["id"] for tok in out["tokens"]], skip_special_tokens=True)
+    assert decoded.startswith(out["text"])  # only an unfinished last character may be held back
+
+
+def test_piece_decoder_holds_split_characters_until_complete(service) -> None:
+    """Byte-level BPE splits Chinese characters over tokens: no piece carries half a character."""
+    tokenizer = service.engine("smollm2-135m-instruct", "float32").tokenizer
+    sentence = "春天来了，花开了。"
+    decoder = PieceDecoder(tokenizer)
+    pieces = [decoder.add(i)[0] for i in tokenizer(sentence).input_ids]
+    assert "".join(pieces) == sentence == decoder.text
+    assert "" in pieces and all("\ufffd" not in p for p in pieces)

@@ -183,7 +183,8 @@ class GenerationEngine:
         )
         recorder = LogitsRecorder()
         streamer = QueueStreamer(recorder)
-        criteria = StoppingCriteriaList([StopOnEvent(stop_event)])
+        halt = threading.Event()  # ends the worker when the consumer goes away; the caller's event stays as it was
+        criteria = StoppingCriteriaList([StopOnEvent(stop_event, halt)])
         if settings.stop_strings:
             criteria.append(StopOnStrings(self.tokenizer, settings.stop_strings, len(prompt_ids)))
         device = _model_device(self.model)
@@ -213,7 +214,7 @@ class GenerationEngine:
         try:
             yield from self._consume(streamer, result, settings, stop_event, started)
         finally:
-            stop_event.set()  # a closed consumer (client gone, Stop pressed) ends the worker too
+            halt.set()  # a closed consumer (client gone, Stop pressed) ends the worker too
             concurrent.futures.wait([worker], timeout=30)
 
     def _consume(

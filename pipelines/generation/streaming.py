@@ -99,13 +99,14 @@ class QueueStreamer(BaseStreamer):
 
 
 class StopOnEvent(StoppingCriteria):
-    """Stops generation as soon as ``event`` is set (the Stop button, or a closed client)."""
+    """Stops generation as soon as one of ``events`` is set (the Stop button, or a closed client)."""
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        stop = any(event.is_set() for event in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class StopOnStrings(StoppingCriteria):
