@@ -30,6 +30,7 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.context import AppContext  # noqa: E402
 from pipelines.generation import GenerationService, GenerationSettings  # noqa: E402
+from pipelines.generation.threads import TUNER  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 PROMPT = (
@@ -93,6 +94,16 @@ def in_fresh_thread(fn):
     return box[0]
 
 
+def one_thread(fn):
+    """Run ``fn`` in the main thread with one torch thread (a reference: the app tunes its thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
 def summarise(ids: list[int], started: float, times: list[float]) -> dict:
     n = len(times)
     tps = (n - 1) / (times[-1] - times[0]) if n > 1 else 0.0
@@ -129,6 +140,7 @@ def main() -> None:
     # in one long-lived compute thread (pipelines/generation/engine.py COMPUTE).
     variants = {"pipeline fp32": lambda: run_pipeline(pipe, args.new_tokens)}
     variants["pipeline fp32, fresh thread"] = lambda: in_fresh_thread(lambda: run_pipeline(pipe, args.new_tokens))
+    variants["pipeline fp32, 1 thread"] = lambda: one_thread(lambda: run_pipeline(pipe, args.new_tokens))
     variants["app fp32"] = lambda: run_app(service, "float32", args.new_tokens)
     variants["app auto"] = lambda: run_app(service, "auto", args.new_tokens)
     for extra in ("bfloat16", "int8-weight"):
@@ -149,10 +161,12 @@ def main() -> None:
         tps, ttft, ids = median(rs, "tps"), median(rs, "ttft"), rs[-1]["ids"]
         same = sum(a == b for a, b in zip(ids, base_ids, strict=False)) / max(len(base_ids), 1)
         print(f"{name:28s} {tps:9.2f} {tps / base_tps:9.2f}x {ttft:8.3f} {base_ttft / ttft:9.2f}x {same:19.0%}")
+    print(f"\napp compute thread: {TUNER.best} torch thread(s) chosen from measured decoding steps "
+          f"(candidates {TUNER.counts})")
     identical = runs["app fp32"][-1]["ids"] == base_ids
     fp32_ppl = choice.measurements["float32"]["ppl"]
     auto_ppl = choice.measurements[choice.precision]["ppl"]
-    print(f"\napp fp32 greedy output identical to the pipeline's: {identical}")
+    print(f"app fp32 greedy output identical to the pipeline's: {identical}")
     print(f"app auto ({choice.precision}) perplexity change on the held-out text: {auto_ppl / fp32_ppl - 1:+.2%}")
     print("Note: other processes share this CPU; ratios come from interleaved runs in one process, absolute "
           "numbers move with the machine's load.")

@@ -12,7 +12,7 @@ import torch
 
 from components.generate import build_generate_tab
 from pipelines.errors import InputError
-from pipelines.generation import GenerationService, GenerationSettings
+from pipelines.generation import GenerationService, GenerationSettings, threads
 from pipelines.generation.engine import GenerationEngine
 from pipelines.generation.precision import pick, weight_only_int8
 from pipelines.generation.presets import PRESETS, apply_preset, is_chinese
@@ -290,3 +290,31 @@ def test_piece_decoder_holds_split_characters_until_complete(service) -> None:
     pieces = [decoder.add(i)[0] for i in tokenizer(sentence).input_ids]
     assert "".join(pieces) == sentence == decoder.text
     assert "" in pieces and all("\ufffd" not in p for p in pieces)
+
+
+def test_thread_tuner_keeps_the_faster_thread_count(monkeypatch) -> None:
+    """With fake step times: two threads are 10x slower (a busy CPU), so the tuner settles on one thread,
+    and tries two again only rarely; when two become faster, it switches back."""
+    clock = [0.0]
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(threads.torch, "set_num_threads", lambda n: None)
+    monkeypatch.delenv("LMW_GEN_THREADS", raising=False)
+    tuner = threads.ThreadTuner((2, 1))
+    cost = {2: 0.5, 1: 0.05}
+
+    def decode(steps: int) -> list[int]:
+        used = []
+        for _ in range(steps):
+            used.append(tuner.current)
+            clock[0] += cost[tuner.current]
+            tuner.tick()
+        return used
+
+    tuner.apply()
+    tuner.tick()  # the prompt's forward pass
+    used = decode(200)
+    assert tuner.best == 1 and used[-50:].count(1) >= 48
+    assert used.count(2) < 0.2 * len(used)
+    cost.update({2: 0.01})  # the load went away
+    decode(400)
+    assert tuner.best == 2

@@ -29,16 +29,13 @@ from pipelines.generation.streaming import (
     StopOnStrings,
     TokenInfo,
 )
+from pipelines.generation.threads import COMPUTE, TUNER, run_in_compute
 from pipelines.models.manager import LoadedModel
 from pipelines.tasks.base import Task
 
 # One generation at a time in this process: the forward hook and the global RNG seed are per process,
 # and on a CPU two generations only slow each other down.
 GENERATION_LOCK = threading.Lock()
-# One long-lived thread runs every generation: its OpenMP thread team stays warm, whereas a fresh thread per
-# request gets a new team that competes with the idle, still-spinning teams of earlier threads (measured on a
-# 2-core CPU: ~16 tok/s in a new thread against ~21-27 tok/s in a reused one; see bench/generate.py).
-COMPUTE = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmw-generate")
 FALLBACK_CONTEXT = 2048
 
 
@@ -195,7 +192,9 @@ class GenerationEngine:
         def work() -> None:
             with GENERATION_LOCK:
                 handle = recorder.attach(self.model)
+                timer = recorder.inner(self.model).register_forward_hook(TUNER.tick)
                 try:
+                    TUNER.apply()
                     torch.manual_seed(seed)
                     started[0] = time.perf_counter()
                     with torch.inference_mode():
@@ -208,6 +207,7 @@ class GenerationEngine:
                     return
                 finally:
                     handle.remove()
+                    timer.remove()
             streamer.end()
 
         worker = COMPUTE.submit(work)
@@ -312,9 +312,11 @@ class NextTokenTask(Task[list[int], list[dict[str, Any]]]):
         return torch.tensor([inputs], dtype=torch.long, device=_model_device(self.model))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        with GENERATION_LOCK:
-            logits = self.model(input_ids=batch).logits[0, -1].float()
-        return torch.softmax(logits, dim=-1)
+        def work() -> torch.Tensor:
+            with GENERATION_LOCK, torch.inference_mode():
+                return torch.softmax(self.model(input_ids=batch).logits[0, -1].float(), dim=-1)
+
+        return run_in_compute(work)
 
     def postprocess(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         top = torch.topk(outputs, min(self.k, outputs.shape[-1]))

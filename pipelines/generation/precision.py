@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from pipelines.errors import InputError
+from pipelines.generation.threads import run_in_compute
 from pipelines.models.manager import LoadedModel, ModelManager, model_nbytes
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,14 @@ class PrecisionSelector:
         report = progress or (lambda _f, _d: None)
         base = self.manager.load(ref, "causal-lm", dtype="float32", progress=progress)
         report(0.5, "Measuring precisions for auto (once per model)")
+        # In the compute thread, where generation runs, with the thread count it uses.
+        measured = run_in_compute(lambda: self._measure(ref, base))
+        choice = pick(measured)
+        self._store(ref, choice)
+        return choice
+
+    def _measure(self, ref: str, base: LoadedModel) -> dict[str, dict[str, float]]:
+        """Perplexity and decoding-step seconds of every CPU candidate."""
         measured: dict[str, dict[str, float]] = {}
         models: dict[str, torch.nn.Module] = {}
         for name in CPU_CANDIDATES:
@@ -196,10 +205,7 @@ class PrecisionSelector:
             for name, model in models.items():
                 step = decode_seconds(model, rounds=1)
                 measured[name]["step_s"] = min(measured[name]["step_s"], step)
-        models.clear()
-        choice = pick(measured)
-        self._store(ref, choice)
-        return choice
+        return measured
 
     @staticmethod
     def _candidate(fp32: torch.nn.Module, name: str) -> torch.nn.Module:

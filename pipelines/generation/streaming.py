@@ -61,10 +61,14 @@ class LogitsRecorder:
         self.probs = probs
         self.top = torch.topk(probs, min(self.k, probs.shape[-1]))
 
+    @staticmethod
+    def inner(model: Any) -> Any:
+        """The innermost transformers model (PEFT wrappers forward to it)."""
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
     def attach(self, model: Any) -> Any:
-        """Register on the innermost transformers model (PEFT wrappers forward to it); returns the handle."""
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        return inner.register_forward_hook(self)
+        """Register on the innermost transformers model; returns the handle."""
+        return self.inner(model).register_forward_hook(self)
 
 
 class QueueStreamer(BaseStreamer):

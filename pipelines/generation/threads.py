@@ -1,0 +1,102 @@
+"""The one compute thread that runs every generation, and the thread count its torch ops use.
+
+One long-lived thread keeps its OpenMP team warm; a fresh thread per request gets a new team that competes with
+the idle, still-spinning teams of earlier threads (measured on a 2-core CPU: ~16 tok/s in a new thread against
+~21-27 tok/s in a reused one; see bench/generate.py).
+
+The thread count is tuned while decoding. With the CPU to itself, two OpenMP threads decode faster than one; when
+another process keeps a core busy, a two-thread team waits at every op's barrier for the thread the scheduler
+parked, and a decoding step took ~10x longer than with one thread (measured: ~530 ms against ~57 ms per step,
+SmolLM2-135M fp32, another torch process running). :class:`ThreadTuner` times the decoding steps, keeps the
+faster count, and now and then tries the other one (rarely when it was much slower). ``torch.set_num_threads``
+called in this thread changes this thread's team only; other threads keep theirs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+COMPUTE = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmw-generate")
+EXPLORE_EVERY = 32  # decoding steps between two tries of the other thread count (times how much slower it was)
+EXPLORE_STEPS = 2
+SAMPLES = 6
+
+
+def run_in_compute(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in the compute thread (with the tuned thread count) and return its result."""
+    return COMPUTE.submit(lambda: (TUNER.apply(), fn())[1]).result()
+
+
+class ThreadTuner:
+    """Chooses 1 or all cores for the compute thread's torch ops from measured decoding-step times.
+
+    Call :meth:`apply` before a generation and :meth:`tick` after every forward pass (a forward hook); both must
+    run in the compute thread. State persists across generations, so a new one starts with the last best count.
+    """
+
+    def __init__(self, counts: tuple[int, ...]) -> None:
+        self.counts = counts
+        self.best = self.counts[0]
+        self.current = self.best
+        self.samples: dict[int, deque[float]] = {n: deque(maxlen=SAMPLES) for n in self.counts}
+        self.last: float | None = None
+        self.since_explore = 0
+        self.exploring = 0
+        self.enabled = len(self.counts) > 1 and os.environ.get("LMW_GEN_THREADS", "") == ""
+
+    def apply(self) -> None:
+        """Set the thread count for the next generation (``LMW_GEN_THREADS`` pins it)."""
+        pinned = os.environ.get("LMW_GEN_THREADS", "")
+        self.current = int(pinned) if pinned.isdigit() and int(pinned) > 0 else self.best
+        torch.set_num_threads(self.current)
+        self.last = None  # the first forward pass (the prompt) is not a decoding step
+
+    def tick(self, *_: Any) -> None:
+        """After each forward pass: record the step time, maybe switch the count for the next step."""
+        now = time.perf_counter()
+        last, self.last = self.last, now
+        if not self.enabled or last is None:
+            return
+        self.samples[self.current].append(now - last)
+        if self.exploring:
+            self.exploring -= 1
+            if self.exploring == 0:
+                self._decide()
+            return
+        self.since_explore += 1
+        if self.since_explore >= EXPLORE_EVERY * self._slowdown():
+            self.since_explore, self.exploring = 0, EXPLORE_STEPS
+            self._switch(next(n for n in self.counts if n != self.best))
+
+    def _slowdown(self) -> float:
+        """How many times slower the other count was (1 when unknown), capped at 8."""
+        other = next(n for n in self.counts if n != self.best)
+        if not self.samples[other] or not self.samples[self.best]:
+            return 1.0
+        ratio = min(self.samples[other]) / statistics.median(self.samples[self.best])
+        return min(max(ratio, 1.0), 8.0)
+
+    def _decide(self) -> None:
+        other = next(n for n in self.counts if n != self.best)
+        recent = list(self.samples[other])[-EXPLORE_STEPS:]
+        if self.samples[self.best] and min(recent) < statistics.median(self.samples[self.best]):
+            self.best = other
+            self.samples[other] = deque(recent, maxlen=SAMPLES)
+        self._switch(self.best)
+
+    def _switch(self, count: int) -> None:
+        if count != self.current:
+            torch.set_num_threads(count)
+            self.current = count
+
+
+TUNER = ThreadTuner(tuple(dict.fromkeys((max(1, torch.get_num_threads()), 1))))
