@@ -1,141 +1,218 @@
-"""Fine-tuning throughput: our LoRA training loop against ``transformers.Trainer`` on the same model and LoRA.
+"""Fine-tuning: the app's LoRA trainer against a default ``transformers.Trainer`` + PEFT script, same run.
 
-* classification: MiniLM-L6 + sequence-classification head, LoRA r=8 on query/value, 64 tokens, batch 16
-  -> training samples/s;
-* causal LM: SmolLM2-135M-Instruct, LoRA r=8 on q_proj/v_proj, prompt+response ~64 tokens, batch 4
-  -> training tokens/s (non-padding tokens).
+Classification (default): MiniLM-L6 (``minilm-l6``) on a synthetic CSV of 240 rows whose texts have 5 to 120
+words (label rule: the text holds words of one topic, sports or cooking, among neutral filler words), max_length
+128, LoRA r=8/alpha=16/dropout 0.05 on query/value, batch 16, lr 2e-3, 2 epochs, seed 0, no warm-up, no weight
+decay, the same stratified 80/20 train/validation split (``pipelines.training.data.split``) on both sides.
 
-Both sides train the same number of optimizer steps on the same rows with the same LoRA config, float32 on the
-CPU, all CPU threads; the two loops alternate and the best round of each is compared (the machine may be
-shared). Evaluation time is not counted on either side. Ratio > 1 means our loop is faster.
-Ballpark on 2 cores: ~42 samples/s and ~130 tokens/s.
+* ours: ``pipelines.training.trainer.LoraTrainer`` (dynamic padding to the longest row of each batch,
+  length-grouped shuffled batches, ``torch.inference_mode`` evaluation);
+* reference: a default Trainer script: the tokenizer pads every row to max_length (``padding="max_length"``),
+  ``TrainingArguments`` defaults (linear schedule, AdamW, grad-norm 1.0) with the same lr/batch/epochs/seed.
 
-Run: .venv/bin/python bench/finetune.py [steps=8] [rounds=3] [both|cls|lm]
+Training samples/s = rows trained / seconds spent training (evaluation excluded on both sides: ours times its
+optimizer steps, the reference runs ``Trainer.train()`` with evaluation off and is evaluated afterwards). Both
+start from the same seed (same classifier-head initialisation). The machine may be shared, so the two trainers
+alternate round by round and the best round of each is compared; every round is printed with the load average.
+Goal: ratio >= 1.5 at equal or better validation accuracy.
+
+``lm`` (optional): SmolLM2-135M-Instruct instruction tuning, tokens/s (non-padding tokens trained per second) of
+ours against a Trainer script that pads to max_length, same LoRA on q_proj/v_proj.
+
+Run: .venv/bin/python bench/finetune.py [rounds=2] [cls|lm|both]
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.tables import Table  # noqa: E402
-from pipelines.training.data import ColumnMapping, prepare  # noqa: E402
+from pipelines.training.data import ColumnMapping, PreparedData, prepare, split  # noqa: E402
 from pipelines.training.job import base_location  # noqa: E402
 from pipelines.training.settings import TrainSettings  # noqa: E402
-from pipelines.training.tokenize import collate  # noqa: E402
+from pipelines.training.tokenize import IGNORE, encode_lm  # noqa: E402
 from pipelines.training.trainer import LoraTrainer  # noqa: E402
 
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
-         "wizards", "quietly", "box", "with", "jolly", "giants"]
+FILLER_TEXT = ("the a of and to in that it was for on with as at by this from they we say her she or an will my one "
+          "all would there their what so up out if about who get which go me when make can like time no just him know "
+          "take people into year your good some could them see other than then now look only come its over think "
+          "also back after use two how our work first well way even new want because any these give day most")
+FILLER = FILLER_TEXT.split()
+TOPIC_TEXT = {
+    "sports": "goal match team coach player score league stadium referee tournament striker season",
+    "cooking": "recipe oven flour butter sauce garlic simmer onion kitchen bake pepper dough",
+}
+TOPICS = {name: words.split() for name, words in TOPIC_TEXT.items()}
+ROWS, EPOCHS, SEED = 240, 2, 0
 
 
-def sentence(i: int, words: int) -> str:
-    return " ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(words))
+def synthetic_csv(path: Path, rows: int = ROWS, seed: int = SEED) -> None:
+    """Texts of 5 to 120 words; two topic words of the row's label hidden among the filler words."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(rows):
+        label = "sports" if i % 2 else "cooking"
+        words = [rng.choice(FILLER) for _ in range(rng.randint(5, 120))]
+        for _ in range(2):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[label]))
+        records.append({"text": " ".join(words), "label": label})
+    pd.DataFrame(records).to_csv(path, index=False)
 
 
-def cls_data(rows: int):
-    frame = pd.DataFrame({"text": [sentence(i, 80) for i in range(rows)],
-                          "label": ["a" if i % 2 else "b" for i in range(rows)]})
-    return prepare(Table(frame, "utf-8", ","), "classification", ColumnMapping(text="text", label="label"))
+def settings_for(task: str) -> TrainSettings:
+    common = {"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "epochs": EPOCHS, "seed": SEED,
+              "warmup_ratio": 0.0, "weight_decay": 0.0, "val_split": 0.2, "eval_every": 1_000_000, "sample_tokens": 1}
+    if task == "classification":
+        return TrainSettings.from_dict({**common, "batch_size": 16, "max_length": 128, "learning_rate": 2e-3,
+                                        "target_modules": ["query", "value"]})
+    return TrainSettings.from_dict({**common, "epochs": 1, "batch_size": 4, "max_length": 128,
+                                    "learning_rate": 5e-4, "target_modules": ["q_proj", "v_proj"]})
 
 
-def lm_data(rows: int):
-    frame = pd.DataFrame({"prompt": [f"Repeat: {sentence(i, 12)}" for i in range(rows)],
-                          "response": [sentence(i, 14) for i in range(rows)]})
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
+# ---- ours -----------------------------------------------------------------------------------------------
+def run_ours(data: PreparedData, s: TrainSettings, location: str) -> dict:
+    trainer = LoraTrainer(data, s, location)
+    trainer.setup()
+    metrics = trainer.train()  # tokens_per_s counts non-padding tokens
+    return {"samples_per_s": metrics["samples_per_s"], "seconds": metrics["train_seconds"],
+            "tokens_per_s": metrics["tokens_per_s"], "accuracy": metrics.get("accuracy"),
+            "val_loss": metrics["val_loss"]}
+
+
+# ---- reference: a default transformers.Trainer + PEFT script -----------------------------------------------
+def run_reference(data: PreparedData, s: TrainSettings, location: str, out: str) -> dict:
+    import transformers
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    transformers.logging.set_verbosity_error()
+    train_idx, val_idx = split(data, s.val_split, s.seed, s.max_val_rows)
+    tok = transformers.AutoTokenizer.from_pretrained(location)
+    transformers.set_seed(s.seed)
+    if data.task == "classification":
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            location, num_labels=len(data.labels), dtype=torch.float32)
+        task_type = TaskType.SEQ_CLS
+
+        def dataset(idx: list[int]) -> list[dict]:
+            rows = [data.examples[i] for i in idx]
+            enc = tok([r["text"] for r in rows], padding="max_length", truncation=True, max_length=s.max_length)
+            return [{**{k: enc[k][j] for k in enc}, "labels": r["label"]} for j, r in enumerate(rows)]
+        tokens_of = None
+    else:
+        config = transformers.AutoConfig.from_pretrained(location)
+        if hasattr(config, "quantization_config"):  # the de-quantised SmolLM2 folder still names GGUF
+            del config.quantization_config
+        model = transformers.AutoModelForCausalLM.from_pretrained(location, config=config, dtype=torch.float32)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        task_type = TaskType.CAUSAL_LM
+
+        def dataset(idx: list[int]) -> list[dict]:
+            rows, _ = encode_lm(tok, [data.examples[i] for i in idx], s.max_length)
+            padded = []
+            for r in rows:
+                extra = s.max_length - len(r["input_ids"])
+                padded.append({"input_ids": r["input_ids"] + [tok.pad_token_id] * extra,
+                               "attention_mask": [1] * len(r["input_ids"]) + [0] * extra,
+                               "labels": r["labels"] + [IGNORE] * extra})
+            return padded
+        tokens_of = sum
+    model = get_peft_model(model, LoraConfig(task_type=task_type, r=s.lora_r, lora_alpha=s.lora_alpha,
+                                             lora_dropout=s.lora_dropout, target_modules=s.target_modules))
+    train_ds, val_ds = dataset(train_idx), dataset(val_idx)
+    args = transformers.TrainingArguments(
+        output_dir=out, per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=s.batch_size,
+        num_train_epochs=s.epochs, learning_rate=s.learning_rate, seed=s.seed, save_strategy="no",
+        eval_strategy="no", report_to=[], disable_tqdm=True, logging_strategy="no",
+    )
+    hf = transformers.Trainer(model=model, args=args, train_dataset=train_ds)
+    started = time.perf_counter()
+    hf.train()
+    seconds = time.perf_counter() - started
+    samples = s.epochs * len(train_ds)
+    result = {"samples_per_s": samples / seconds, "seconds": round(seconds, 2)}
+    pred = hf.predict(val_ds)
+    result["val_loss"] = float(pred.metrics["test_loss"])
+    if tokens_of is None:
+        result["accuracy"] = float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())
+    else:
+        real = s.epochs * tokens_of(sum(r["attention_mask"]) for r in train_ds)
+        result["tokens_per_s"] = real / seconds
+    return result
+
+
+
+def lm_data(rows: int = 48) -> PreparedData:
+    rng = random.Random(SEED)
+    frame = pd.DataFrame([{"prompt": "Repeat: " + " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 30))),
+                           "response": " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 60)))}
+                          for _ in range(rows)])
     return prepare(Table(frame, "utf-8", ","), "causal-lm", ColumnMapping(prompt="prompt", response="response"))
 
 
-def our_loop(data, settings: TrainSettings, location: str) -> tuple[LoraTrainer, Callable[[], dict]]:
-    """Our trainer, set up once; each call trains one epoch (fresh optimizer) and returns its throughput."""
-    trainer = LoraTrainer(data, settings, location)
-    trainer.setup()
-
-    def run() -> dict:
-        metrics = trainer.train()
-        return {"samples_per_s": metrics["samples_per_s"], "tokens_per_s": metrics["tokens_per_s"]}
-
-    return trainer, run
-
-
-def hf_loop(trainer: LoraTrainer, settings: TrainSettings, steps: int, out: str) -> Callable[[], dict]:
-    """transformers.Trainer on a fresh copy of the same base model and LoRA config, same rows and batch size."""
-    import transformers
-    from peft import get_peft_model
-
-    kwargs = {"num_labels": len(trainer.data.labels)} if trainer.task == "classification" else {}
-    auto = (transformers.AutoModelForSequenceClassification if trainer.task == "classification"
-            else transformers.AutoModelForCausalLM)
-    config = transformers.AutoConfig.from_pretrained(trainer.location, **kwargs)
-    if hasattr(config, "quantization_config"):  # the de-quantised SmolLM2 folder still names GGUF; weights are fp32
-        del config.quantization_config
-    base = auto.from_pretrained(trainer.location, config=config)
-    base.config.pad_token_id = trainer.tokenizer.pad_token_id
-    model = get_peft_model(base, trainer.model.peft_config["default"])
-    args = transformers.TrainingArguments(
-        output_dir=out, per_device_train_batch_size=settings.batch_size, max_steps=steps,
-        learning_rate=settings.learning_rate, warmup_steps=0, logging_steps=10_000, save_strategy="no",
-        report_to=[], disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False, seed=settings.seed,
-    )
-    hf = transformers.Trainer(model=model, args=args, train_dataset=trainer.train_rows,
-                              data_collator=lambda rows: collate(trainer.tokenizer, rows, trainer.task))
-    tokens_per_row = sum(len(r["input_ids"]) for r in trainer.train_rows) / len(trainer.train_rows)
-
-    def run() -> dict:
-        started = time.perf_counter()
-        hf.train()
-        seconds = time.perf_counter() - started
-        samples = steps * settings.batch_size
-        return {"samples_per_s": samples / seconds, "tokens_per_s": samples * tokens_per_row / seconds}
-
-    return run
-
-
-def bench(name: str, data, settings: TrainSettings, location: str, steps: int, unit: str, rounds: int) -> None:
-    """Interleave the two loops ``rounds`` times (the machine may be shared) and compare the best of each."""
-    trainer, mine = our_loop(data, settings, location)
+def compare(name: str, data: PreparedData, s: TrainSettings, location: str, rounds: int, unit: str) -> None:
+    ours, ref = [], []
     with tempfile.TemporaryDirectory() as out:
-        theirs = hf_loop(trainer, settings, steps, out)
-        ours_runs, hf_runs = [], []
-        for _ in range(rounds):
-            ours_runs.append(mine()[unit])
-            hf_runs.append(theirs()[unit])
-    best_ours, best_hf = max(ours_runs), max(hf_runs)
+        for r in range(rounds):  # alternate, so a load burst hits both sides alike
+            ours.append(run_ours(data, s, location))
+            print(f"  round {r + 1} ours      {fmt(ours[-1], unit)}   ({load()})", flush=True)
+            ref.append(run_reference(data, s, location, out))
+            print(f"  round {r + 1} reference {fmt(ref[-1], unit)}   ({load()})", flush=True)
+    best_ours, best_ref = max(ours, key=lambda m: m[unit]), max(ref, key=lambda m: m[unit])
     label = unit.replace("_per_s", "/s")
-    print(f"{name:<34} ours {best_ours:8.1f} {label:<10} HF Trainer {best_hf:8.1f}   ratio {best_ours / best_hf:.2f}x"
-          f"   (best of {rounds}; ours {', '.join(f'{v:.1f}' for v in ours_runs)}; "
-          f"HF {', '.join(f'{v:.1f}' for v in hf_runs)})")
+    print(f"{name}: ours {best_ours[unit]:.1f} {label}, reference Trainer {best_ref[unit]:.1f} {label}, "
+          f"ratio {best_ours[unit] / best_ref[unit]:.2f}x (best of {rounds} each)")
+    if best_ours.get("accuracy") is not None:
+        print(f"  validation accuracy: ours {best_ours['accuracy']:.3f}, reference {best_ref['accuracy']:.3f}; "
+              f"validation loss: ours {best_ours['val_loss']:.4f}, reference {best_ref['val_loss']:.4f}")
+    else:
+        print(f"  validation loss: ours {best_ours['val_loss']:.4f}, reference {best_ref['val_loss']:.4f}")
+
+
+def fmt(m: dict, unit: str) -> str:
+    acc = f", accuracy {m['accuracy']:.3f}" if m.get("accuracy") is not None else ""
+    return f"{m[unit]:7.1f} {unit.replace('_per_s', '/s')} in {m['seconds']:6.1f} s{acc}, val loss {m['val_loss']:.4f}"
 
 
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    which = sys.argv[3] if len(sys.argv) > 3 else "both"
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    which = sys.argv[2] if len(sys.argv) > 2 else "cls"
     torch.set_num_threads(os.cpu_count() or 1)
     config = AppConfig.from_env()
-    print(f"device cpu, {torch.get_num_threads()} threads, {steps} optimizer steps per measurement")
-    common = {"epochs": 1, "eval_every": 10_000, "val_split": 0.05, "max_val_rows": 10, "warmup_ratio": 0.0,
-              "lora_r": 8, "lora_alpha": 16, "sample_tokens": 1}
-    cls = TrainSettings.from_dict({**common, "batch_size": 16, "max_length": 64, "learning_rate": 1e-3})
-    rows = int(steps * cls.batch_size / 0.95) + 2
-    if which in ("both", "cls"):
-        bench("classification minilm-l6 @64 tok", cls_data(rows), cls, base_location("minilm-l6", config), steps,
-              "samples_per_s", rounds)
-    lm = TrainSettings.from_dict({**common, "batch_size": 4, "max_length": 128, "learning_rate": 5e-4})
-    rows = int(steps * lm.batch_size / 0.95) + 2
-    if which in ("both", "lm"):
-        bench("causal-lm smollm2-135m", lm_data(rows), lm, base_location("smollm2-135m-instruct", config), steps,
-              "tokens_per_s", rounds)
+    gpu = "CUDA available (this script trains on the CPU)" if torch.cuda.is_available() else "no GPU"
+    print(f"cpu, {torch.get_num_threads()} threads, {gpu}; {load()}")
+    if which in ("cls", "both"):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "topics.csv"
+            synthetic_csv(path)
+            from pipelines.tables import read_table
+
+            data = prepare(read_table(path), "classification", ColumnMapping(text="text", label="label"))
+        lengths = [len(e["text"].split()) for e in data.examples]
+        print(f"classification: {len(data.examples)} rows, {min(lengths)}-{max(lengths)} words, {EPOCHS} epochs")
+        compare("minilm-l6 classification", data, settings_for("classification"),
+                base_location("minilm-l6", config), rounds, "samples_per_s")
+    if which in ("lm", "both"):
+        compare("smollm2-135m instruction tuning", lm_data(), settings_for("causal-lm"),
+                base_location("smollm2-135m-instruct", config), rounds, "tokens_per_s")
 
 
 if __name__ == "__main__":

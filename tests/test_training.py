@@ -239,6 +239,16 @@ def test_stop_ends_cleanly_and_keeps_the_last_evaluation(ctx, tiny_root) -> None
     assert run.metrics["step"] == state.val_curve[-1][0] <= state.step
     assert run.metrics["val_loss"] == state.val_curve[-1][1]
     assert run.metrics["steps_done"] == state.step
+    # The folder is whole: renamed into place, run.json, adapter, tokenizer, a log that ends at the stop.
+    folder = ctx.config.runs_dir / job.run_id
+    assert not list(ctx.config.runs_dir.glob(".*.tmp"))
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["status"] == "stopped" and meta["labels"] == ["neg", "pos"] and not meta.get("error")
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {f.name for f in run.adapter_dir.iterdir()}
+    assert (folder / "tokenizer").is_dir()
+    steps = [r["step"] for r in map(json.loads, (folder / "log.jsonl").read_text().splitlines())
+             if r["event"] == "step"]
+    assert steps == list(range(1, state.step + 1))
     # A stopped run keeps the adapter of its last step and is offered as a model like a complete one.
     assert f"run:{job.run_id}" in [ref for _, ref in ctx.model_choices(("seq-cls",))]
     assert ctx.manager.load(f"run:{job.run_id}").kind == "seq-cls"
@@ -286,3 +296,90 @@ def test_minilm_learns_an_easy_task_in_one_epoch(ctx) -> None:
     state = job.snapshot()
     assert state.status == "complete", state.error
     assert state.metrics["n_val"] == 10 and state.metrics["accuracy"] > 0.5
+
+
+# ---- CSV to adapter, end to end ------------------------------------------------------------------
+def test_forty_row_csv_trains_an_adapter_that_loads_and_classifies(ctx, tiny_root, tmp_path) -> None:
+    from pipelines.tables import read_table
+    from pipelines.tasks.classify import SequenceClassifierTask
+
+    labels = ["négatif ☹", "positif 5/5"]  # odd label names must survive run.json and the model config
+    path = tmp_path / "reviews.csv"
+    rows = [{"text": t, "label": labels[1]} for t in POS] + [{"text": t, "label": labels[0]} for t in NEG]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    data = prepare(read_table(path), "classification", ColumnMapping("text", "label"))
+    assert len(data.examples) == 40 and data.labels == labels
+    job = run_job(ctx, data, tiny_settings(batch_size=8, learning_rate=0.01), str(tiny_root / "tiny-bert"))
+    state = job.snapshot()
+    assert state.status == "complete", state.error
+    assert 1 <= state.step == state.total_steps <= 5  # 32 training rows, batch 8: a few steps
+    run = ctx.runs.get(job.run_id)
+    assert run.labels == labels
+    assert json.loads((run.adapter_dir.parent / "run.json").read_text(encoding="utf-8"))["labels"] == labels
+    loaded = ctx.manager.load(f"run:{job.run_id}")
+    assert loaded.model.config.id2label == dict(enumerate(labels))
+    assert loaded.model.config.label2id == {label: i for i, label in enumerate(labels)}
+    task = SequenceClassifierTask(loaded)
+    results = task.classify(["great wonderful film", "terrible boring film"])
+    assert [r["label"] in labels for r in results] == [True, True]
+    assert all(sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4) for r in results)
+    trained = job.trainer
+    trained.model.eval()
+    with torch.no_grad():
+        expected = trained.model(**trained.tokenizer(["great wonderful film"], return_tensors="pt")).logits
+    assert results[0]["label"] == labels[int(expected.argmax(-1))]
+
+
+def test_two_steps_on_smollm2_change_its_next_token_distribution(ctx) -> None:
+    rows = [{"instruction": f"What colour is item {i}?", "output": f"Item {i} is bright purple."} for i in range(8)]
+    data = prepare(table(rows), "causal-lm", guess_mapping(["instruction", "output"], "causal-lm"))
+    settings = tiny_settings("causal-lm", batch_size=3, max_length=48, val_split=0.25, learning_rate=5e-3,
+                             sample_tokens=1, eval_every=1000)
+    job = run_job(ctx, data, settings, "smollm2-135m-instruct")
+    state = job.snapshot()
+    assert state.status == "complete", state.error
+    assert state.step == state.total_steps == 2
+    tuned = ctx.manager.load(f"run:{job.run_id}")
+    base = ctx.manager.load("smollm2-135m-instruct")
+    assert tuned.kind == base.kind == "causal-lm"
+    prompt = base.tokenizer.apply_chat_template([{"role": "user", "content": "What colour is the sky?"}],
+                                                tokenize=False, add_generation_prompt=True)
+    ids = base.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        before = torch.log_softmax(base.model(input_ids=ids).logits[0, -1].float(), -1)
+        after = torch.log_softmax(tuned.model(input_ids=ids).logits[0, -1].float(), -1)
+    assert torch.isfinite(after).all()
+    kl = torch.sum(after.exp() * (after - before))
+    assert kl > 1e-4 and (after - before).abs().max() > 1e-2
+
+
+# ---- malformed files through the finetune API ------------------------------------------------------
+MALFORMED = {
+    "empty": (b"", "is empty"),
+    "header only": (b"text,label\n", "header row but no data rows"),
+    "binary": (bytes(range(256)) * 4, "looks binary"),
+    "html": (b"<!DOCTYPE html><html><body><table><tr><td>a</td></tr></table></body></html>\n", "web page"),
+    "single class": ("text,label\n" + "".join(f"row {i},same\n" for i in range(6)), "at least two different"),
+    "missing column": ("review,label\n" + "".join(f"row {i},{'ab'[i % 2]}\n" for i in range(6)),
+                       "no column named 'text'"),
+    "too many labels": ("text,label\n" + "".join(f"row {i},l{i // 2}\n" for i in range(202)),
+                        "101 different values; the limit is 100"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_each_malformed_csv_gets_its_own_message(app_server, tmp_path, case) -> None:
+    from gradio_client import Client, handle_file
+
+    content, message = MALFORMED[case]
+    path = tmp_path / "data.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    spec = {"task": "classification", "base_model": "minilm-l6", "preset": "quick"}
+    if case == "missing column":
+        spec["columns"] = {"text": "text", "label": "label"}
+    client = Client(app_server["url"], verbose=False)
+    runs_before = len(client.predict(api_name="/runs"))
+    with pytest.raises(Exception) as info:
+        client.predict(handle_file(str(path)), json.dumps(spec), api_name="/finetune")
+    assert message in str(info.value) and "Traceback" not in str(info.value)
+    assert len(client.predict(api_name="/runs")) == runs_before  # refused before any run folder is made

@@ -88,22 +88,38 @@ def generation_prompt(tokenizer: Any, example: dict) -> list[int]:
     return _ids(tokenizer, text_prompt(example["text"]), special=True)
 
 
+def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffled batches of rows of similar length (like transformers' ``group_by_length``): a random
+    permutation is cut into mega-batches of up to 50 batches, each sorted by length and cut into batches, and the
+    batches are shuffled. Padding to the longest row of a batch then wastes little compute."""
+    n = len(lengths)
+    mult = max(1, min(n // (batch_size * 4), 50))
+    order = torch.randperm(n, generator=generator).tolist()
+    batches = []
+    for start in range(0, n, mult * batch_size):
+        mega = sorted(order[start:start + mult * batch_size], key=lambda i: lengths[i], reverse=True)
+        batches.extend(mega[i:i + batch_size] for i in range(0, len(mega), batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def collate(tokenizer: Any, rows: list[dict], task: str) -> dict[str, torch.Tensor]:
-    """Right-pad a list of rows into tensors."""
-    if task == "classification":
-        features = [{k: v for k, v in r.items() if k != "labels"} for r in rows]
-        batch = tokenizer.pad(features, return_tensors="pt")
-        batch = dict(batch)
-        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
-        return batch
+    """Right-pad a list of rows to the longest one (dynamic padding) into tensors."""
     width = max(len(r["input_ids"]) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long) if "token_type_ids" in rows[0] else None
+    labels = None if task == "classification" else torch.full((len(rows), width), IGNORE, dtype=torch.long)
     for i, row in enumerate(rows):
         n = len(row["input_ids"])
         input_ids[i, :n] = torch.tensor(row["input_ids"])
-        labels[i, :n] = torch.tensor(row["labels"])
         mask[i, :n] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        if types is not None:
+            types[i, :n] = torch.tensor(row["token_type_ids"])
+        if labels is not None:
+            labels[i, :n] = torch.tensor(row["labels"])
+    batch = {"input_ids": input_ids, "attention_mask": mask}
+    if types is not None:
+        batch["token_type_ids"] = types
+    batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long) if labels is None else labels
+    return batch

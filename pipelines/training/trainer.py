@@ -26,6 +26,7 @@ from pipelines.training.tokenize import (
     encode_classification,
     encode_lm,
     generation_prompt,
+    length_grouped_batches,
 )
 
 # Preferred LoRA targets, first match wins: Llama/Mistral/Qwen, BERT, GPT-2, DistilBERT, GPT-NeoX, MPT.
@@ -156,14 +157,15 @@ class LoraTrainer:
         with self._autocast():
             return self.model(**batch)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, step: int, epoch: float) -> dict:
         """Validation loss (and accuracy/F1 for classification) over the validation rows."""
         self.model.eval()
         total_loss, weight, preds, golds = 0.0, 0, [], []
         bs = max(self.settings.batch_size, 8)
-        for start in range(0, len(self.val_rows), bs):
-            rows = self.val_rows[start:start + bs]
+        by_length = sorted(self.val_rows, key=lambda r: len(r["input_ids"]))  # little padding per batch
+        for start in range(0, len(by_length), bs):
+            rows = by_length[start:start + bs]
             batch = collate(self.tokenizer, rows, self.task)
             out = self._forward(batch)
             if self.task == "classification":
@@ -220,14 +222,14 @@ class LoraTrainer:
         scheduler = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total), total)
         scaler = torch.amp.GradScaler("cuda") if self.precision == "float16" else None
         generator = torch.Generator().manual_seed(s.seed)
+        lengths = [len(r["input_ids"]) for r in self.train_rows]
         sample_prompts = self.val_examples[:3] if self.task == "causal-lm" else []
         before = self.generate(sample_prompts) if sample_prompts else []
         self.on_event(TrainEvent("eval", 0, total, 0.0, metrics=self.evaluate(0, 0.0)))
         self.model.train()
         step, samples, tokens, train_time = 0, 0, 0, 0.0
         while step < total and not self.stop_event.is_set():
-            order = torch.randperm(len(self.train_rows), generator=generator).tolist()
-            batches = [order[i:i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+            batches = length_grouped_batches(lengths, s.batch_size, generator)
             for group_start in range(0, len(batches), s.grad_accum):
                 group = batches[group_start:group_start + s.grad_accum]
                 started = time.perf_counter()
