@@ -19,10 +19,12 @@ install_app() {
 
 install_test_tools() {
   "$PY" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-  if [ ! -x /usr/bin/chromium ]; then
+  # Debian's Chromium for the browser tests (never a downloaded browser), and a CJK font so the
+  # Simplified Chinese screenshots show characters rather than boxes.
+  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/wqy ]; then
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
   fi
 }
 
