@@ -111,8 +111,9 @@ def _finish(job: BatchJob, frame: pd.DataFrame, refs: list[str] | None, spec: Ba
     if refs is not None and spec.metrics is not None and job.done:
         metrics_text, figure = spec.metrics(results, refs[: job.done])
     status = localize(job.status())
-    if spec.notes:
-        status += "\n\n" + "\n".join(f"- {localize(n)}" for n in spec.notes)
+    notes = [n for n in spec.notes if n]
+    if notes:
+        status += "\n\n" + "\n".join(f"- {localize(n)}" for n in notes)
     return status, results.head(PREVIEW_ROWS), files, metrics_text, figure
 
 

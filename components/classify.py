@@ -25,6 +25,8 @@ METHOD_CHOICES = [
     (t("classify.method_lm"), "lm"),
     (t("classify.method_finetuned"), "finetuned"),
 ]
+PRECISION_CHOICES = [(t("classify.precision_auto"), "auto"), (t("classify.precision_float32"), "float32"),
+                     (t("classify.precision_int8"), "int8")]
 
 
 def probability_chart(scores: dict[str, float]) -> go.Figure:
@@ -74,6 +76,8 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         scores = gr.JSON(label=t("classify.scores"))
     with gr.Tab(t("batch.title")):
         batch = batch_section("classify", "batch.label_column")
+        precision = gr.Dropdown(PRECISION_CHOICES, value="auto", label=t("classify.precision"),
+                                info=t("classify.precision_info"), elem_id="classify-precision")
         batch_examples = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "label", "embeddings", "minilm-l6",
                                     "positive, negative"]],
                                   [batch.file, batch.text_col, batch.ref_col, method, model, labels])
@@ -108,27 +112,33 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
 
     @ui_errors
     def classify_csv(file: str, text_column: str, label_column: str, method: str, model: str, labels: str,
-                     template: str, request: gr.Request, progress: gr.Progress = gr.Progress()):
+                     template: str, request: gr.Request, precision: str = "auto",
+                     progress: gr.Progress = gr.Progress()):
         """Classify every row of a CSV/TSV/JSONL file; with a label column, report accuracy and macro-F1.
 
+        precision (fine-tuned classifier): auto (int8 on the CPU when it agrees with float32) | float32 | int8.
         Yields (status, preview table, [results.csv, results.json], metrics, confusion matrix).
         """
 
         def make_spec() -> BatchSpec:
-            classifier = make_classifier(ctx.manager, ClassifierSpec(method, model, labels, template))
+            classifier = make_classifier(ctx.manager, ClassifierSpec(method, model, labels, template, precision))
             max_chars = ctx.config.max_input_chars
 
             def process(texts: list[str]) -> list[dict]:
                 out = classifier.classify([x[:max_chars] for x in texts])
+                if hasattr(classifier, "describe"):
+                    spec.notes[-1:] = [classifier.describe()]  # auto precision: which one it chose and why
                 return [{"predicted_label": r["label"], "score": round(r["scores"][r["label"]], 4)} for r in out]
 
-            return BatchSpec(process, classifier.batch_size, label_metrics, stem="classified")
+            spec = BatchSpec(process, getattr(classifier, "window", classifier.batch_size), label_metrics,
+                             stem="classified", notes=[""] if hasattr(classifier, "describe") else [])
+            return spec
 
         yield from run_batch(ctx, "classify", file, text_column, label_column, make_spec, request, progress)
 
     run_event = batch.run.click(
-        classify_csv, [batch.file, batch.text_col, batch.ref_col, method, model, labels, template], batch.outputs,
-        api_name="classify_csv", concurrency_id=HEAVY,
+        classify_csv, [batch.file, batch.text_col, batch.ref_col, method, model, labels, template, precision],
+        batch.outputs, api_name="classify_csv", concurrency_id=HEAVY,
     )
     run_example(batch_examples, classify_csv, [batch.file, batch.text_col, batch.ref_col, method, model, labels,
                                                template], batch.outputs, concurrency_id=HEAVY)

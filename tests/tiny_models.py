@@ -21,7 +21,7 @@ def bert_tokenizer():
 
 
 def build(kind: str, folder: Path, cache_dir: Path) -> Path:
-    """Save a tiny random model of ``kind`` (llama, gpt2, bert, bert-cls, t5) with a real tokenizer."""
+    """Save a tiny random model of ``kind`` (llama, gpt2, bert, bert-cls, t5, bart, bert-ner) with a real tokenizer."""
     torch.manual_seed(0)
     tok = smol_tokenizer(cache_dir) if kind in ("llama", "gpt2", "t5") else bert_tokenizer()
     vocab = len(tok)
@@ -46,6 +46,21 @@ def build(kind: str, folder: Path, cache_dir: Path) -> Path:
             decoder_start_token_id=tok.pad_token_id or 0, pad_token_id=tok.pad_token_id or 0,
         )
         model = transformers.T5ForConditionalGeneration(cfg)
+    elif kind == "bart":
+        cfg = transformers.BartConfig(
+            vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
+            pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+            decoder_start_token_id=tok.sep_token_id, forced_eos_token_id=tok.sep_token_id,
+        )
+        model = transformers.BartForConditionalGeneration(cfg)
+    elif kind == "bert-ner":
+        labels = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+        cfg = transformers.BertConfig(
+            vocab_size=vocab, max_position_embeddings=256, num_labels=len(labels),
+            id2label=dict(enumerate(labels)), label2id={k: i for i, k in enumerate(labels)}, **SMALL,
+        )
+        model = transformers.BertForTokenClassification(cfg)
     else:
         raise ValueError(kind)
     folder.mkdir(parents=True, exist_ok=True)

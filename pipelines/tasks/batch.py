@@ -21,6 +21,16 @@ TEXT_COLUMN_GUESSES = ("text", "content", "document", "sentence", "review", "bod
 ProcessFn = Callable[[list[str]], list[dict]]
 
 
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Row indices grouped into mini-batches of similar length (shortest first), so little padding is computed.
+
+    Callers run each batch and write its results back at these indices, which restores the input order.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    size = max(1, batch_size)
+    return [order[start:start + size] for start in range(0, len(order), size)]
+
+
 def pick_column(table: Table, requested: str | None, guesses: tuple[str, ...] = TEXT_COLUMN_GUESSES,
                 required: bool = True) -> str | None:
     """The requested column, else a column with a usual name, else the first one (when ``required``)."""

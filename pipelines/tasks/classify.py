@@ -12,9 +12,11 @@ import torch
 from pipelines.errors import InputError
 from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
+from pipelines.tasks.batch import length_sorted_batches
 from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask, softmax
 from pipelines.tasks.limits import input_limit
 from pipelines.tasks.lm_prompting import DEFAULT_LM, label_logliks, truncate_tokens
+from pipelines.tasks.precision import AutoPrecision, check_precision
 
 METHODS = ("finetuned", "embeddings", "nli", "lm")
 DEFAULT_MODELS = {"embeddings": DEFAULT_ENCODER, "lm": DEFAULT_LM}
@@ -43,6 +45,7 @@ class SequenceClassifierTask(Task[list[str], list[dict]]):
     """A sequence-classification model (hub, folder or fine-tuned adapter) with its own ``id2label``."""
 
     batch_size = 16
+    window = 256  # rows per call in CSV mode: sorted by token length inside it, so batches need little padding
 
     def __init__(self, loaded: LoadedModel, max_length: int = 512) -> None:
         super().__init__(loaded)
@@ -62,13 +65,20 @@ class SequenceClassifierTask(Task[list[str], list[dict]]):
         return [_result(self.labels, row) for row in outputs]
 
     def classify(self, texts: list[str]) -> list[dict]:
-        return self(texts)
+        """Mini-batches of similar token length (little padding); results in the input order."""
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        results: list[dict] = [{}] * len(texts)
+        for idx in length_sorted_batches([len(x) for x in ids], self.batch_size):
+            for i, result in zip(idx, self([texts[i] for i in idx]), strict=True):
+                results[i] = result
+        return results
 
 
 class EmbeddingZeroShot:
     """Zero-shot by cosine similarity between the text and ``template.format(label)`` embeddings."""
 
     batch_size = 32
+    window = 256  # rows per call in CSV mode; the encoder sorts them by token length
 
     def __init__(self, encoder: EmbeddingTask, labels: list[str], template: str = DEFAULT_TEMPLATE,
                  scale: float = 20.0) -> None:
@@ -140,6 +150,20 @@ class ClassifierSpec:
     model: str = ""
     labels: str | list[str] = ""
     template: str = DEFAULT_TEMPLATE
+    precision: str = "auto"  # fine-tuned classifier: auto | float32 | int8 (see pipelines.tasks.precision)
+
+
+def fine_tuned_classifier(manager: ModelManager, ref: str, precision: str = "auto", progress: Any = None):
+    """The fine-tuned classifier at ``precision``: float32 exact, int8 quantised, auto measured (on the CPU)."""
+    precision = check_precision(precision)
+    if precision == "int8":
+        return SequenceClassifierTask(manager.load(ref, "seq-cls", dtype="int8", progress=progress))
+    loaded = manager.load(ref, "seq-cls", dtype=None if precision == "auto" else precision, progress=progress)
+    exact = SequenceClassifierTask(loaded)
+    if precision == "float32" or loaded.device != "cpu":
+        return exact
+    return AutoPrecision(exact, lambda: SequenceClassifierTask(manager.load(ref, "seq-cls", dtype="int8")),
+                         loaded.key)
 
 
 def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any = None):
@@ -150,7 +174,7 @@ def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any =
     if spec.method == "finetuned":
         if not ref:
             raise InputError("Choose a fine-tuned classifier: a run from the Fine-tune tab, a hub id or a folder.")
-        return SequenceClassifierTask(manager.load(ref, "seq-cls", progress=progress))
+        return fine_tuned_classifier(manager, ref, spec.precision, progress)
     labels = parse_labels(spec.labels)
     if spec.method == "embeddings":
         return EmbeddingZeroShot(EmbeddingTask(manager.load(ref, "encoder", progress=progress)), labels, spec.template)

@@ -8,6 +8,7 @@ import numpy as np
 
 from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
+from pipelines.tasks.batch import length_sorted_batches
 from pipelines.tasks.limits import input_limit
 
 DEFAULT_ENCODER = "minilm-l6"
@@ -37,14 +38,17 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         norms = np.linalg.norm(outputs, axis=1, keepdims=True)
         return (outputs / np.maximum(norms, 1e-12)).astype(np.float32)
 
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Tokens per text after truncation (what the model will actually read)."""
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return [len(x) for x in ids]
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """Embed any number of texts in mini-batches, sorted by length to limit padding."""
+        """Embed any number of texts in mini-batches sorted by token length (little padding), in input order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_sorted_batches(self.token_lengths(texts), batch_size):
             out[idx] = self([texts[i] for i in idx])
         return out
 

@@ -158,6 +158,7 @@ class AbstractiveSummarizer:
         model, tok = self.loaded.model, self.tokenizer
         prefix = "summarize: " if getattr(model.config, "model_type", "") in ("t5", "mt5") else ""
         enc = tok(prefix + text, return_tensors="pt", truncation=True, max_length=self._context_limit())
+        enc.pop("token_type_ids", None)  # BERT-style tokenizers of some BART models add them; generate refuses
         out = model.generate(
             **enc.to(self.loaded.device), max_new_tokens=self.config.max_new_tokens, do_sample=False,
             no_repeat_ngram_size=3,
