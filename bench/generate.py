@@ -30,7 +30,7 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.context import AppContext  # noqa: E402
 from pipelines.generation import GenerationService, GenerationSettings  # noqa: E402
-from pipelines.generation.threads import TUNER  # noqa: E402
+from pipelines.generation.threads import TUNER, run_in_compute  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 PROMPT = (
@@ -92,6 +92,19 @@ def in_fresh_thread(fn):
     worker.start()
     worker.join()
     return box[0]
+
+
+def forced_agreement(model, prompt_ids: list[int], fp32_ids: list[int]) -> float:
+    """Share of positions where ``model``'s greedy next token equals fp32's, fed fp32's own continuation
+    (teacher forcing: one early divergence does not make every later token differ)."""
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
+        hits = 0
+        for i, token in enumerate(fp32_ids):
+            hits += int(out.logits[0, -1].argmax()) == token
+            if i + 1 < len(fp32_ids):
+                out = model(input_ids=torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True)
+    return hits / max(len(fp32_ids), 1)
 
 
 def one_thread(fn):
@@ -160,12 +173,18 @@ def main() -> None:
     for name, rs in runs.items():
         tps, ttft, ids = median(rs, "tps"), median(rs, "ttft"), rs[-1]["ids"]
         same = sum(a == b for a, b in zip(ids, base_ids, strict=False)) / max(len(base_ids), 1)
-        print(f"{name:28s} {tps:9.2f} {tps / base_tps:9.2f}x {ttft:8.3f} {base_ttft / ttft:9.2f}x {same:19.0%}")
+        print(f"{name:28s} {tps:9.2f} {tps / base_tps:9.2f}x {ttft:8.3f} {base_ttft / ttft:9.2f}x {same:21.0%}")
     print(f"\napp compute thread: {TUNER.best} torch thread(s) chosen from measured decoding steps "
           f"(candidates {TUNER.counts})")
     identical = runs["app fp32"][-1]["ids"] == base_ids
     fp32_ppl = choice.measurements["float32"]["ppl"]
     auto_ppl = choice.measurements[choice.precision]["ppl"]
+    prompt_ids = loaded.tokenizer(PROMPT).input_ids
+    for precision in ("auto", "bfloat16", "int8-weight"):
+        engine = service.engine(MODEL, precision)
+        share = run_in_compute(lambda m=engine.model: forced_agreement(m, prompt_ids, base_ids))
+        print(f"app {precision} ({engine.precision.split(',')[0]}): greedy token equal to fp32's at {share:.0%} of the "
+              f"{len(base_ids)} positions of fp32's answer (teacher-forced)")
     print(f"app fp32 greedy output identical to the pipeline's: {identical}")
     print(f"app auto ({choice.precision}) perplexity change on the held-out text: {auto_ppl / fp32_ppl - 1:+.2%}")
     print("Note: other processes share this CPU; ratios come from interleaved runs in one process, absolute "
