@@ -47,7 +47,23 @@ def main() -> int:
             ok = False
             continue
         print(f"[prepare] {spec.name}: {state} in {time.perf_counter() - started:.1f}s")
+    if ok:
+        measure_generation_precision(config)
     return 0 if ok else 1
+
+
+def measure_generation_precision(config: AppConfig, model: str = "smollm2-135m-instruct") -> None:
+    """Measure the Generate tab's 'auto' precision for the default model once, so no user waits for it."""
+    from pipelines.generation.precision import PrecisionSelector, precision_cache_file
+    from pipelines.models import ModelManager
+
+    selector = PrecisionSelector(ModelManager(config), precision_cache_file(config.cache_dir))
+    if selector.cached(model) is not None or selector.manager.device != "cpu":
+        return
+    started = time.perf_counter()
+    choice = selector.choose(model)
+    print(f"[prepare] generation precision for {model}: {choice.precision} ({choice.reason}) "
+          f"in {time.perf_counter() - started:.1f}s")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``auto`` on the CPU measures once per model, on a short held-out text, the perplexity and the decode speed of
 every candidate, and picks the fastest whose perplexity stays within 3 % of fp32. The decision is cached in
-``<data_dir>/generation_precision.json``. On a GPU, auto keeps the manager's choice (bf16/fp16).
+``<cache_dir>/generation_precision.json`` (per machine: the key holds device and torch version; the
+install step measures the embedded SmolLM2 ahead of time). On a GPU, auto keeps the manager's choice (bf16/fp16).
 
 ``int8-weight`` keeps the fp32 model for the prompt (prefill, so the first token and the time to first token
 are fp32's) and decodes with int8 per-channel weights and bf16 activations through PyTorch's
@@ -121,6 +122,11 @@ class PrecisionChoice:
     precision: str
     measurements: dict[str, dict[str, float]]
     reason: str
+
+
+def precision_cache_file(cache_dir: Path) -> Path:
+    """Where auto's per-model decisions are kept (beside the embedded models' cache)."""
+    return Path(cache_dir) / "generation_precision.json"
 
 
 class PrecisionSelector:

@@ -10,7 +10,7 @@ from typing import Any
 from pipelines.context import AppContext
 from pipelines.errors import InputError
 from pipelines.generation.engine import GenerationEngine, GenerationResult, NextTokenTask
-from pipelines.generation.precision import PrecisionSelector
+from pipelines.generation.precision import PrecisionSelector, precision_cache_file
 from pipelines.generation.settings import GenerationSettings
 
 ProgressFn = Callable[[float, str], None]
@@ -34,7 +34,7 @@ class GenerationService:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.precision = PrecisionSelector(ctx.manager, ctx.config.data_dir / "generation_precision.json")
+        self.precision = PrecisionSelector(ctx.manager, precision_cache_file(ctx.config.cache_dir))
 
     def engine(self, ref: str, precision: str = "auto", progress: ProgressFn | None = None) -> GenerationEngine:
         loaded, used = self.precision.load(ref or DEFAULT_MODEL, precision, progress)
