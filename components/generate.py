@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
-from components.i18n import t, text
+from components.i18n import request_lang, t, text
 from pipelines.context import HEAVY, AppContext
 from pipelines.generation import DEFAULT_MODEL, DEFAULT_SYSTEM, GenerationService, GenerationSettings
 from pipelines.generation.presets import PRESETS, apply_preset
@@ -23,11 +23,6 @@ from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, MODES, PRECISIONS,
 
 KINDS = ("causal-lm",)
 TOKEN_VIEW_EVERY_S = 0.3  # re-render the token view at most this often while streaming
-
-
-def _lang(request: gr.Request | None) -> str:
-    header = (request.headers.get("accept-language", "") if request is not None else "") or "en"
-    return "zh-CN" if header.lower().startswith("zh") else "en"
 
 
 class StopRegistry:
@@ -154,7 +149,7 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             results = service.stream(data[picker], message, settings_of(data), system=data[system], history=past,
                                      stop_event=event, progress=progress_reporter(progress))
             key = getattr(request, "session_hash", None) or "api"
-            for result, view, numbers in _stream_views(results, _lang(request)):
+            for result, view, numbers in _stream_views(results, request_lang(request)):
                 stops.latest[key] = result
                 turn = [{"role": "user", "content": message}, {"role": "assistant", "content": result.text}]
                 shown = past + turn if result.mode == "chat" else past
@@ -172,12 +167,12 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     def ui_regenerate(data: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         past = list(data[history] or [])
         if len(past) < 2 or past[-1]["role"] != "assistant":
-            raise gr.Error(text("generate.nothing_to_regenerate", _lang(request)))
+            raise gr.Error(text("generate.nothing_to_regenerate", request_lang(request)))
         yield from run(data, past[-2]["content"], past[:-2], request, progress)
 
     @ui_errors
     def ui_compare(data: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-        settings, lang = settings_of(data), _lang(request)
+        settings, lang = settings_of(data), request_lang(request)
         event = stops.new(request)
         left: tuple = ("", "", None)
         try:
@@ -201,7 +196,7 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
 
     @ui_errors
     def ui_fill_preset(name: str, message: str, request: gr.Request) -> tuple:
-        applied = apply_preset(name, message, _lang(request))
+        applied = apply_preset(name, message, request_lang(request))
         s = applied.settings
         return (applied.prompt, applied.system, s.get("max_new_tokens", 128), s.get("do_sample", False),
                 s.get("temperature", 0.7), s.get("top_p", 0.9))
@@ -211,7 +206,7 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         if last is None:
             return gr.skip(), gr.skip()
         numbers = {**last.stats(), "stop_reason": "stopped"}
-        return token_html(last.tokens, text("generate.legend", _lang(request))), numbers
+        return token_html(last.tokens, text("generate.legend", request_lang(request))), numbers
 
     register_api(service)  # first, so the stable names are never taken by a UI event
     chat_outputs = [chatbot, history, output, tokens, stats, prompt]
