@@ -161,3 +161,20 @@ def test_device_detection_and_override() -> None:
 def test_trust_remote_code_is_off_by_default() -> None:
     assert AppConfig().trust_remote_code is False
     assert AppConfig().allow_pickle_weights is False
+
+
+def test_out_of_memory_while_loading_is_a_clear_message_and_nothing_is_cached(
+    ctx: AppContext, tiny_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    def explode(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", explode)
+    with pytest.raises(ModelLoadError, match="Not enough memory to load") as info:
+        ctx.manager.load(str(tiny_root / "tiny-llama"))
+    assert "lower precision" in str(info.value)
+    assert ctx.manager.loaded() == []
+    monkeypatch.undo()
+    assert ctx.manager.load(str(tiny_root / "tiny-llama")).kind == "causal-lm"  # and the app keeps serving
