@@ -6,7 +6,7 @@ import gradio as gr
 
 from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
 from components.i18n import request_lang, t, text
-from pipelines.context import AppContext
+from pipelines.context import HEAVY, AppContext
 from pipelines.models import EMBEDDED
 from pipelines.models.embedded import is_cached
 
@@ -63,9 +63,9 @@ def build_models_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         return text("models.unloaded_msg", request_lang(), count=count), _loaded_rows(ctx)
 
     load_btn.click(
-        load, [picker, kind, dtype], [status, loaded, embedded], api_name="load_model", concurrency_id="heavy"
+        load, [picker, kind, dtype], [status, loaded, embedded], api_name="load_model", concurrency_id=HEAVY
     )
     unload_btn.click(unload, [picker], [status, loaded], api_name="unload_model")
-    run_example(model_examples, load, [picker, kind, dtype], [status, loaded, embedded], concurrency_id="heavy")
+    run_example(model_examples, load, [picker, kind, dtype], [status, loaded, embedded], concurrency_id=HEAVY)
     unload_all_btn.click(lambda: unload(None), None, [status, loaded], api_visibility="private")
     return {"picker": picker, "kind": kind, "dtype": dtype, "load": load_btn, "status": status, "loaded": loaded}

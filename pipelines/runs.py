@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipelines.errors import ModelLoadError
 
+TMP_SUFFIX = ".tmp"
 USABLE = ("complete", "stopped")  # statuses whose saved adapter can be loaded
 INTERRUPTED = "interrupted: the app stopped before this run finished; its adapter was not saved."
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -48,6 +49,11 @@ class RunInfo:
     @property
     def label(self) -> str:
         return f"{self.name or self.id} (adapter on {self.base_model})"
+
+
+def tmp_folder(root: Path, run_id: str) -> Path:
+    """Where a run is written until it is complete (dot folders are never listed)."""
+    return Path(root) / f".{run_id}{TMP_SUFFIX}"
 
 
 class RunStore:
@@ -135,8 +141,8 @@ def recover_interrupted(root: Path) -> list[str]:
     recovered = []
     if not root.is_dir():
         return recovered
-    for tmp in root.glob(".*.tmp"):
-        run_id = tmp.name[1:-4]
+    for tmp in root.glob(f".*{TMP_SUFFIX}"):
+        run_id = tmp.name[1 : -len(TMP_SUFFIX)]
         meta_file = tmp / "run.json"
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))

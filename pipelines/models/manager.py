@@ -19,7 +19,7 @@ from pipelines.errors import ModelLoadError
 from pipelines.models import refs
 from pipelines.models.devices import DTYPES, detect_device, resolve_dtype
 from pipelines.models.embedded import ensure_local_folder
-from pipelines.models.hub import hub_options, hub_reachable, reset_hub_check  # noqa: F401 - re-exported
+from pipelines.models.hub import hub_options
 from pipelines.models.refs import ModelRef
 
 log = logging.getLogger(__name__)

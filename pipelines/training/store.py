@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
-from pipelines.runs import RUN_ID, RunInfo, RunStore
+from pipelines.runs import RUN_ID, RunInfo, RunStore, tmp_folder
 
 
 def new_run_id(name: str = "") -> str:
@@ -38,7 +38,7 @@ class RunWriter:
         self.root = Path(root)
         self.run_id = run_id
         self.final = self.root / run_id
-        self.tmp = self.root / f".{run_id}.tmp"
+        self.tmp = tmp_folder(self.root, run_id)
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir()
         self.folder = self.tmp  # where files go now: the temporary folder, then the final one
