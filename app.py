@@ -15,6 +15,7 @@ from components.extract import build_extract_tab
 from components.finetune import build_finetune_tab
 from components.generate import build_generate_tab
 from components.i18n import I18N, t
+from components.language import language_middleware, language_selector
 from components.models import build_models_tab
 from components.summarize import build_summarize_tab
 from pipelines.context import AppContext
@@ -44,7 +45,9 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     """Build the whole UI; ``ctx`` defaults to one made from the environment."""
     ctx = ctx or AppContext.create()
     with gr.Blocks(title="LM Workbench") as demo:
-        gr.Markdown(t("app.title"), elem_id="app-title")
+        with gr.Row():
+            gr.Markdown(t("app.title"), elem_id="app-title")
+            language_selector(demo)
         gr.Markdown(t("app.subtitle"))
         for key, builder in TABS:
             with gr.Tab(t(key), id=key.removeprefix("tab.")):
@@ -67,6 +70,8 @@ def launch_kwargs() -> dict:
         "auth": auth,
         "allowed_paths": [str(ASSETS)],
         "show_error": True,
+        "ssr_mode": False,  # the page comes from Python, so the language switch's middleware can reach it
+        "app_kwargs": {"middleware": language_middleware()},
     }
 
 

@@ -6,10 +6,12 @@ Then 2,000 rows of varied length (one sentence to ~200 tokens, some mixing two t
 
   (a) a per-row ``transformers.pipeline("text-classification")`` loop in float32 (the baseline);
   (b) the app's batch path in float32 (length-sorted mini-batches): its predictions must equal (a)'s;
-  (c) the app's default mode (precision "auto": measured int8 dynamic quantisation on the CPU).
+  (c) the app's default mode (precision "auto": bfloat16 or int8 dynamic quantisation when measured on the first
+      rows to agree with float32 and to be faster; float32 otherwise).
 
 The rows are cut into blocks and every block runs (a), (b), (c) in rotating order, so a busy shared CPU slows all
-three alike. Model loading is not timed (the int8 copy is loaded beforehand); auto's one-off calibration is.
+three alike. Model loading is not timed (the bfloat16 and int8 copies are loaded beforehand); auto's one-off
+calibration is.
 Run: .venv/bin/python bench/batch.py [--rows 2000] [--block 500] [--train-seconds 8]
 """
 
@@ -33,6 +35,7 @@ from pipelines.context import AppContext  # noqa: E402
 from pipelines.models.embedded import EMBEDDED, source_path  # noqa: E402
 from pipelines.tasks.batch import BatchJob  # noqa: E402
 from pipelines.tasks.classify import fine_tuned_classifier  # noqa: E402
+from pipelines.tasks.precision import CANDIDATES  # noqa: E402
 
 TOPICS = {
     "sports": ["The team won the match", "The striker scored a late goal", "Fans cheered in the stadium",
@@ -104,11 +107,11 @@ def train_classifier(folder: Path, seconds: float) -> float:
 
 
 def app_batch(classifier) -> callable:
-    """The CSV path: a BatchJob feeding ``classifier.window`` rows per call, as the Classify tab does."""
+    """The CSV path: a BatchJob in its worker thread feeding ``classifier.window`` rows per call, as the tab does."""
 
     def run(texts: list[str]) -> list[str]:
         job = BatchJob(texts, classifier.classify, classifier.window)
-        job.run()
+        job.start().wait()
         assert job.done == len(texts) and not job.error, job.error
         return [r["label"] for r in job.results]
 
@@ -132,7 +135,8 @@ def main() -> None:
                                      device="cpu")
         exact = fine_tuned_classifier(ctx.manager, ref, "float32")
         default = fine_tuned_classifier(ctx.manager, ref)  # the tab's default: precision "auto"
-        ctx.manager.load(ref, "seq-cls", dtype="int8")  # load + quantise outside the timing
+        for dtype in CANDIDATES:  # load (+ quantise) outside the timing
+            ctx.manager.load(ref, "seq-cls", dtype=dtype)
         variants = {
             "(a) per-row pipeline fp32": lambda texts: [pipe(t, truncation=True)[0]["label"] for t in texts],
             "(b) app batch fp32": app_batch(exact),

@@ -9,7 +9,15 @@ import gradio as gr
 import pandas as pd
 
 from components.batch_ui import BatchSpec, batch_section, run_batch, wire_stop
-from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
+from components.common import (
+    embedded_label,
+    examples,
+    model_choices,
+    model_picker,
+    progress_reporter,
+    run_example,
+    ui_errors,
+)
 from components.i18n import localize, t
 from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
@@ -31,8 +39,8 @@ EXAMPLE_2 = ("The European Space Agency will launch the Ariel telescope from Fre
              "atmospheres of exoplanets.")
 
 
-def _entity_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    return [("spacy-en-sm (embedded, spaCy)", DEFAULT_NER), *ctx.model_choices(("token-cls",))]
+def _entity_choices(ctx: AppContext) -> list[tuple[object, str]]:
+    return [(embedded_label("spacy-en-sm"), DEFAULT_NER), *model_choices(ctx, ("token-cls",))]
 
 
 def _entity_picker(ctx: AppContext) -> gr.Dropdown:

@@ -17,6 +17,7 @@ import gradio as gr
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "assets" / "locales"
 ERRORS_FILE = "errors.json"  # message catalogue, not UI keys
 LANGUAGES = ("en", "zh-CN")
+LANG_COOKIE = "lmw_lang"  # set by the language switch (components/language.py)
 
 
 def load_translations(folder: Path = LOCALES_DIR) -> dict[str, dict[str, str]]:
@@ -54,8 +55,21 @@ def language_of(header: str | None) -> str:
     return "zh-CN" if first.startswith("zh") else "en"
 
 
+def cookie_lang(cookie_header: str | None) -> str | None:
+    """The language chosen with the page's language switch (the ``lmw_lang`` cookie): ``en``, ``zh-CN`` or None."""
+    for part in (cookie_header or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == LANG_COOKIE:
+            value = value.strip().strip('"')
+            return value if value in LANGUAGES else None
+    return None
+
+
 def request_lang(request: gr.Request | None = None) -> str:
-    """The language of ``request`` or, when None, of the request Gradio is handling now (``en`` outside one)."""
+    """The language of ``request`` or, when None, of the request Gradio is handling now (``en`` outside one).
+
+    The language switch's cookie wins; without it (or with "Auto") the Accept-Language header decides.
+    """
     if request is None:
         from gradio.context import LocalContext
 
@@ -64,9 +78,21 @@ def request_lang(request: gr.Request | None = None) -> str:
     if headers is None:
         return "en"
     try:
-        return language_of(headers.get("accept-language"))
+        return _chosen_lang(request, headers) or language_of(headers.get("accept-language"))
     except AttributeError:
         return "en"
+
+
+def _chosen_lang(request: object, headers: object) -> str | None:
+    """The language switch's choice in the request's Cookie header or, failing that, its parsed cookies."""
+    try:
+        chosen = cookie_lang(headers.get("cookie"))  # type: ignore[attr-defined]
+        if chosen is None:
+            value = (getattr(request, "cookies", None) or {}).get(LANG_COOKIE)
+            chosen = value if value in LANGUAGES else None
+        return chosen
+    except (AttributeError, TypeError):
+        return None
 
 
 # ---- message catalogue -------------------------------------------------------------------------------------

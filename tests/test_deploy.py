@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,9 @@ def test_password_turns_on_login(tmp_path: Path, shared_cache_dir: Path) -> None
         client = Client(server["url"], auth=("ada", "s3cret"), verbose=False)
         status, _ = client.predict("minilm-l6", api_name="/unload_model")
         assert "Unloaded" in status
+        # the login page is the same HTML page: the language switch's choice reaches it too
+        request = urllib.request.Request(server["url"], headers={"Cookie": "lmw_lang=zh-CN"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            page = response.read()
+            assert int(response.headers["content-length"]) == len(page)
+        assert b'"auth_required":true' in page.replace(b" ", b"") and b'data-lmw-lang="zh-CN"' in page

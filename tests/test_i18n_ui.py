@@ -108,6 +108,7 @@ def test_chinese_page_has_no_english_labels_or_raw_keys(browser, app_server, art
         assert not raw, f"{title}: raw translation keys visible: {raw}"
         left = [x for x in texts if x in english]
         assert not left, f"{title}: English labels visible in the Chinese UI: {left}"
+        assert "__i18n__" not in page.locator("body").inner_text(), f"{title}: a raw translation marker is visible"
         if title == top_titles[0]:
             page.screenshot(path=str(shots / "generate-zh.png"))
     assert set(top_titles) <= seen, "every top-level tab title is Chinese"
@@ -172,7 +173,7 @@ def test_examples_give_a_result_in_one_click(page, artifacts_dir: Path) -> None:
     _click_example(page, "Write a haiku about the sea.")
     output = page.locator("#generate-output textarea")
     page.locator("#generate-stats").get_by_text("stop_reason").wait_for(timeout=180_000)
-    assert len(output.input_value().strip()) > 10
+    page.wait_for_function("el => el.value.trim().length > 10", arg=output.element_handle(), timeout=10_000)
     page.screenshot(path=str(shots / "examples-generate.png"))
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(300)

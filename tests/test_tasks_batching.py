@@ -3,9 +3,12 @@ BART (abstractive summaries) and BERT token-classification (entities) models bui
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from components.batch_ui import BatchSpec, run_batch
 from pipelines.errors import InputError
@@ -51,7 +54,7 @@ def test_fine_tuned_batches_are_sorted_and_results_come_back_in_input_order(ctx,
     monkeypatch.setattr(SequenceClassifierTask, "__call__", lambda self, batch: seen.append(batch) or
                         original(self, batch))
     together = task.classify(TEXTS)
-    assert [len(b) for b in seen] == [16, 16, 8]
+    assert [len(b) for b in seen] == [32, 8]
     sizes = [len(task.tokenizer(t)["input_ids"]) for b in seen for t in b]
     assert sizes == sorted(sizes)  # batched by token length ...
     assert [r["label"] for r in together] == [r["label"] for r in one_by_one]  # ... answered in input order
@@ -85,6 +88,10 @@ def test_precision_options_load_the_right_weights(ctx, tiny_root, fresh_decision
     int8 = fine_tuned_classifier(ctx.manager, ref, "int8")
     assert int8.loaded.key.dtype == "int8"
     assert any(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in int8.model.modules())
+    bf16 = fine_tuned_classifier(ctx.manager, ref, "bfloat16")
+    assert bf16.loaded.key.dtype == "bfloat16" and next(bf16.model.parameters()).dtype == torch.bfloat16
+    exact = fine_tuned_classifier(ctx.manager, ref, "float32").classify(TEXTS)
+    assert bf16.classify(TEXTS)[0]["scores"] == pytest.approx(exact[0]["scores"], abs=0.05)  # it runs, close
     assert isinstance(fine_tuned_classifier(ctx.manager, ref), precision.AutoPrecision)  # the default is auto
     with pytest.raises(InputError, match="precision"):
         fine_tuned_classifier(ctx.manager, ref, "int4")
@@ -95,19 +102,99 @@ def test_auto_precision_measures_once_and_keeps_exact_answers(ctx, tiny_root, fr
     exact = fine_tuned_classifier(ctx.manager, ref, "float32").classify(TEXTS)
     auto = fine_tuned_classifier(ctx.manager, ref, "auto")
     assert [r["label"] for r in auto.classify(TEXTS[:3])] == [r["label"] for r in exact[:3]]
-    assert auto.decision is None  # a few rows never trigger the measurement
+    assert auto.decision is None and "too few rows" in auto.describe()  # a few rows never trigger it
     monkeypatch.setattr(precision, "CALIBRATION_ROWS", 32)
-    monkeypatch.setattr(precision, "MIN_AGREEMENT", 1.01)  # int8 can never pass: float32 everywhere
+    monkeypatch.setattr(precision, "MIN_AGREEMENT", 1.01)  # no candidate can pass: float32 everywhere
     results = auto.classify(TEXTS)
-    assert auto.chosen == "float32" and auto.decision[2] == 32
+    assert auto.chosen == "float32" and auto.decision.rows == 32
+    assert set(auto.decision.measured) == {"bfloat16", "int8"}  # both candidates were measured
     assert [r["label"] for r in results] == [r["label"] for r in exact]
-    assert "float32" in auto.describe() and "32 rows" in auto.describe()
+    assert "float32 (auto" in auto.describe() and "int8 " in auto.describe() and "/32 · " in auto.describe()
+    assert not any(m["dtype"] in ("int8", "bfloat16") and m["model"] == "tiny-bert-cls"
+                   for m in ctx.manager.loaded())  # the losers' weights were released
     fresh_decisions.clear()
-    monkeypatch.setattr(precision, "MIN_AGREEMENT", 0.0)  # int8 always passes
+    monkeypatch.setattr(precision, "MIN_AGREEMENT", 0.0)  # every candidate passes on agreement ...
+    monkeypatch.setattr(precision, "MIN_SPEEDUP", 0.0)  # ... and on speed: the faster one wins
     results = auto.classify(TEXTS)
-    assert auto.chosen == "int8"
-    assert [r["label"] for r in results[:32]] == [r["label"] for r in exact[:32]]  # measured rows: float32
+    speeds = {name: speed for name, (_, _, speed) in auto.decision.measured.items()}
+    assert auto.chosen == max(speeds, key=speeds.get)
+    measured = precision.calibration_rows([len(t) for t in TEXTS])
+    assert len(measured) == 32 and [results[i]["label"] for i in measured] == [exact[i]["label"] for i in measured]
     assert len(results) == len(TEXTS)
+
+
+CLOCK = [0.0]  # a fake perf_counter: FakeClassifier "takes" delay seconds per row, so speeds are exact
+
+
+@pytest.fixture
+def fake_clock(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "time", types.SimpleNamespace(perf_counter=lambda: CLOCK[0]))
+
+
+class FakeClassifier:
+    """Answers ``label`` for rows whose number is not in ``flips`` (else "other"), taking ``delay`` per row."""
+
+    labels, batch_size, window = ["a", "other"], 8, 512
+
+    def __init__(self, delay: float, flips: set[int] = frozenset(), label: str = "a") -> None:
+        self.delay, self.flips, self.label, self.rows = delay, flips, label, 0
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        CLOCK[0] += self.delay * len(texts)
+        self.rows += len(texts)
+        return [{"label": "other" if int(t.split()[1]) in self.flips else self.label, "scores": {}} for t in texts]
+
+
+ROWS = [f"row {i}" for i in range(300)]
+
+
+def test_auto_precision_picks_the_fastest_candidate_that_agrees(fresh_decisions, fake_clock) -> None:
+    sample = precision.calibration_rows([len(t) for t in ROWS])
+    flips = {int(ROWS[i].split()[1]) for i in sample[precision.PROBE_ROWS:][::50]}  # 2 rows, outside the probe
+    exact, fast, faster = FakeClassifier(0.002), FakeClassifier(0.001), FakeClassifier(0.0002, flips=flips)
+    auto = precision.AutoPrecision(exact, {"bfloat16": lambda: faster, "int8": lambda: fast}, key="fake")
+    results = auto.classify(ROWS)
+    # the faster one agreed on the 32 probe rows but flipped 2 of 128: the next fastest that agrees is chosen
+    assert auto.chosen == "int8"
+    assert auto.decision.measured["bfloat16"][:2] == (126 / 128, 128)
+    assert auto.decision.measured["int8"][:2] == (1.0, 128)
+    assert auto.decision.measured["bfloat16"][2] == pytest.approx(10.0)
+    assert auto.decision.measured["int8"][2] == pytest.approx(2.0)
+    assert [r["label"] for r in results] == ["a"] * 300  # calibration rows keep float32's answers
+    warm = precision.WARMUP_ROWS
+    assert exact.rows == warm + 128 and faster.rows == warm + 128  # float32 only on the calibration rows
+    assert fast.rows == warm + 300  # the winner: the probe, the other calibration rows, then every later row
+
+
+def test_auto_precision_keeps_float32_when_nothing_is_worth_it(fresh_decisions, fake_clock) -> None:
+    exact, slow = FakeClassifier(0.001), FakeClassifier(0.002)
+    auto = precision.AutoPrecision(exact, {"bfloat16": lambda: slow, "int8": lambda: FakeClassifier(0.001)}, "k")
+    auto.classify(ROWS)
+    assert auto.chosen == "float32" and slow.rows == 32 + precision.WARMUP_ROWS  # only the probe: never confirmed
+    assert "float32 (auto" in auto.describe()
+
+
+def test_auto_precision_survives_a_candidate_that_fails(fresh_decisions, fake_clock) -> None:
+    def broken() -> FakeClassifier:
+        raise RuntimeError("no bf16 kernels here")
+
+    auto = precision.AutoPrecision(FakeClassifier(0.001), {"bfloat16": broken,
+                                                           "int8": lambda: FakeClassifier(0.0, label="b")}, "k")
+    results = auto.classify(ROWS[:200])
+    assert auto.chosen == "float32"  # int8 disagrees on every row; bfloat16 could not run
+    assert set(auto.decision.measured) == {"int8"} and auto.decision.measured["int8"][0] == 0.0
+    assert [r["label"] for r in results] == ["a"] * 200
+
+
+def test_calibration_rows_span_every_length_in_similar_length_groups() -> None:
+    lengths = [(i * 37) % 500 for i in range(500)]  # 500 rows, lengths 0..499 shuffled
+    picked = precision.calibration_rows(lengths)
+    assert len(picked) == precision.CALIBRATION_ROWS == len(set(picked))
+    groups = [sorted(lengths[i] for i in picked[g:g + 32]) for g in range(0, 128, 32)]
+    assert all(g[-1] - g[0] == 31 for g in groups)  # each group: 32 neighbouring lengths, nothing to pad
+    assert min(map(min, groups)) == 0 and max(map(max, groups)) == 499  # shortest and longest rows are covered
+    assert groups[0][0] == 312  # the probe is a middle-length group (starts 0, 156, 312, 468)
+    assert sorted(precision.calibration_rows([3, 1, 2])) == [0, 1, 2]  # fewer rows than wanted: all of them
 
 
 def test_agreement_and_metrics_match_a_hand_computation() -> None:

@@ -200,6 +200,14 @@ class ModelManager:
             self._free()
         return len(victims)
 
+    def discard(self, key: CacheKey) -> bool:
+        """Drop the one cache entry ``key`` (e.g. a precision that lost a measurement); True if it was there."""
+        with self._lock:
+            found = self._cache.pop(key, None) is not None
+        if found:
+            self._free()
+        return found
+
     @property
     def used_bytes(self) -> int:
         with self._lock:

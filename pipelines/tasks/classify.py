@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from pipelines.tasks.batch import length_sorted_batches
 from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask, softmax
 from pipelines.tasks.limits import input_limit
 from pipelines.tasks.lm_prompting import DEFAULT_LM, label_logliks, truncate_tokens
-from pipelines.tasks.precision import AutoPrecision, check_precision
+from pipelines.tasks.precision import CANDIDATES, AutoPrecision, check_precision
 
 METHODS = ("finetuned", "embeddings", "nli", "lm")
 DEFAULT_MODELS = {"embeddings": DEFAULT_ENCODER, "lm": DEFAULT_LM}
@@ -44,8 +45,9 @@ def _result(labels: list[str], probs: np.ndarray | list[float]) -> dict:
 class SequenceClassifierTask(Task[list[str], list[dict]]):
     """A sequence-classification model (hub, folder or fine-tuned adapter) with its own ``id2label``."""
 
-    batch_size = 16
-    window = 256  # rows per call in CSV mode: sorted by token length inside it, so batches need little padding
+    batch_size = 32  # bfloat16 on AMX gains most from 32; float32 and int8 are about as fast as with 16
+    window = 512  # rows per call in CSV mode: sorted by token length inside it, so batches need little padding
+    pad_to_multiple_of = 16  # fewer distinct shapes (oneDNN builds kernels per shape), AMX-friendly sizes
 
     def __init__(self, loaded: LoadedModel, max_length: int = 512) -> None:
         super().__init__(loaded)
@@ -56,7 +58,7 @@ class SequenceClassifierTask(Task[list[str], list[dict]]):
 
     def preprocess(self, inputs: list[str]) -> Any:
         return self.tokenizer(inputs, padding=True, truncation=True, max_length=self.max_length,
-                              return_tensors="pt").to(self.loaded.device)
+                              pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt").to(self.loaded.device)
 
     def forward(self, batch: Any) -> Any:
         return torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
@@ -150,20 +152,22 @@ class ClassifierSpec:
     model: str = ""
     labels: str | list[str] = ""
     template: str = DEFAULT_TEMPLATE
-    precision: str = "auto"  # fine-tuned classifier: auto | float32 | int8 (see pipelines.tasks.precision)
+    precision: str = "auto"  # fine-tuned classifier: auto | float32 | bfloat16 | int8 (pipelines.tasks.precision)
 
 
 def fine_tuned_classifier(manager: ModelManager, ref: str, precision: str = "auto", progress: Any = None):
-    """The fine-tuned classifier at ``precision``: float32 exact, int8 quantised, auto measured (on the CPU)."""
+    """The fine-tuned classifier at ``precision``: float32 exact, bfloat16 or int8 faster, auto measured (CPU)."""
     precision = check_precision(precision)
-    if precision == "int8":
-        return SequenceClassifierTask(manager.load(ref, "seq-cls", dtype="int8", progress=progress))
     loaded = manager.load(ref, "seq-cls", dtype=None if precision == "auto" else precision, progress=progress)
     exact = SequenceClassifierTask(loaded)
-    if precision == "float32" or loaded.device != "cpu":
+    if precision != "auto" or loaded.device != "cpu":
         return exact
-    return AutoPrecision(exact, lambda: SequenceClassifierTask(manager.load(ref, "seq-cls", dtype="int8")),
-                         loaded.key)
+
+    def loader(dtype: str) -> Callable[[], SequenceClassifierTask]:
+        return lambda: SequenceClassifierTask(manager.load(ref, "seq-cls", dtype=dtype))
+
+    return AutoPrecision(exact, {name: loader(name) for name in CANDIDATES}, loaded.key,
+                         release=lambda task: manager.discard(task.loaded.key))
 
 
 def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any = None):

@@ -1,35 +1,61 @@
-"""Precision of a fine-tuned classifier on CSV batches: float32 (exact), int8 (dynamic quantisation) or auto.
+"""Precision of a fine-tuned classifier on CSV batches: float32 (exact), bfloat16, int8 (dynamic quantisation), auto.
 
-int8 is ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (the ModelManager's ``dtype="int8"``):
-on a 2-core CPU it runs a MiniLM classifier about 2.4x faster than float32, but it can flip a prediction whose
-top two labels are nearly tied, and how often depends on the model. So ``auto`` measures instead of guessing:
+Which lower precision is fastest depends on the CPU, and whether it changes predictions depends on the model:
+
+* bfloat16 weights run on oneDNN's AMX / AVX-512-BF16 kernels where the CPU has them (about 2.7x float32 for a
+  MiniLM classifier on a 2-core Sapphire Rapids) and are emulated, slower than float32, where it has not;
+* int8 is ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (about 1.7x there); it can flip a
+  prediction whose top two labels are nearly tied.
+
+So ``auto`` measures instead of guessing:
 
 * calls with fewer than ``MIN_BATCH_ROWS`` rows (a single text, the tail of a file) always run in float32;
-* the first batch call of a model on the CPU classifies its first ``CALIBRATION_ROWS`` rows in both precisions.
-  Those rows keep their float32 answers (nothing is lost); if the labels agree on at least ``MIN_AGREEMENT`` of
-  them (128 rows: at most one flip), the rest of the rows, and every later batch of that model, run in int8;
-  otherwise in float32. The decision is cached per loaded model (model, adapter, device), so it is measured once;
-  an int8 model that fails to load or run also means float32;
-* on a GPU, auto is the device's usual precision (bfloat16/float16): int8 dynamic quantisation is CPU-only.
+* the first batch call of a model on the CPU classifies its first ``CALIBRATION_ROWS`` rows in float32; those rows
+  keep their float32 answers (nothing is lost). Every candidate in ``CANDIDATES`` is timed against float32 on the
+  first ``PROBE_ROWS`` of them. Fastest first, a candidate that is at least ``MIN_SPEEDUP`` times faster and agrees
+  on the probe then classifies the other calibration rows too; if it agrees with float32 on at least
+  ``MIN_AGREEMENT`` of all of them (128 rows: at most one flip), it runs the rest of the rows and every later batch
+  of that model. Otherwise the next candidate is checked the same way, and float32 is kept when none qualifies.
+  (Only the winner pays for the full check: on a 2,000-row file the measurement costs a few percent.) The decision
+  is cached per loaded model (model, adapter, device), so it is measured once; a candidate that fails to load or
+  run is simply not chosen;
+* on a GPU, auto is the device's usual precision (bfloat16/float16): these CPU measurements do not apply.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.errors import InputError
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("auto", "float32", "int8")
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+CANDIDATES = ("bfloat16", "int8")  # what auto tries against float32 on the CPU
 CALIBRATION_ROWS = 128
+PROBE_ROWS = 32  # rows every candidate is timed on
 MIN_AGREEMENT = 0.99
+MIN_SPEEDUP = 1.15
 MIN_BATCH_ROWS = 32
+WARMUP_ROWS = 4
 
-_DECISIONS: dict[Any, tuple[bool, float, int]] = {}  # fp32 cache key -> (use int8, agreement, rows measured)
 _LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What auto chose: ``measured`` maps each candidate to (agreement, rows compared, speed-up over float32)."""
+
+    chosen: str
+    rows: int
+    measured: dict[str, tuple[float, int, float]] = field(default_factory=dict)
+
+
+_DECISIONS: dict[Any, Decision] = {}  # float32 cache key -> decision
 
 
 def check_precision(precision: str | None) -> str:
@@ -47,64 +73,124 @@ def agreement(first: list[dict], second: list[dict]) -> float:
     return sum(a["label"] == b["label"] for a, b in zip(first, second, strict=True)) / len(first)
 
 
-class AutoPrecision:
-    """A classifier that answers in float32 and switches its batches to int8 once int8 proved to agree."""
+def qualifies(share: float, speed: float) -> bool:
+    """A candidate that agrees with float32 often enough and is worth the switch."""
+    return share >= MIN_AGREEMENT and speed >= MIN_SPEEDUP
 
-    def __init__(self, exact: Any, load_int8: Callable[[], Any], key: Any) -> None:
-        self.exact, self._load_int8, self.key = exact, load_int8, key
+
+def _timed(classifier: Any, texts: list[str]) -> tuple[list[dict], float]:
+    classifier.classify(texts[:WARMUP_ROWS])  # first-call set-up (kernels, caches) is not what we compare
+    began = time.perf_counter()
+    out = classifier.classify(texts)
+    return out, time.perf_counter() - began
+
+
+def calibration_rows(lengths: list[int]) -> list[int]:
+    """Indices of the rows to measure on: ``CALIBRATION_ROWS`` rows in groups of similar length, the probe first.
+
+    The rows are sorted by length (characters) and cut into groups of ``PROBE_ROWS``; groups evenly spread from the
+    shortest to the longest are taken, so the sample covers every length and each group batches without padding (a
+    prefix of the file would be padded to its longest row, slowing float32 down and skewing the timings). The
+    middle group comes first: it is the probe every candidate is timed on.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    wanted = max(1, CALIBRATION_ROWS // PROBE_ROWS)
+    if len(order) <= wanted * PROBE_ROWS:
+        groups = [order[i:i + PROBE_ROWS] for i in range(0, len(order), PROBE_ROWS)]
+    else:  # full groups starting at evenly spread places (at least PROBE_ROWS apart, so they never overlap)
+        step = (len(order) - PROBE_ROWS) / max(1, wanted - 1)
+        groups = [order[round(j * step):round(j * step) + PROBE_ROWS] for j in range(wanted)]
+    middle = groups.pop(len(groups) // 2)
+    return [i for group in (middle, *groups) for i in group]
+
+
+class AutoPrecision:
+    """A classifier that answers in float32 and switches its batches to the fastest precision that agrees."""
+
+    def __init__(self, exact: Any, loaders: dict[str, Callable[[], Any]], key: Any,
+                 release: Callable[[Any], object] | None = None) -> None:
+        self.exact, self._loaders, self.key, self._release = exact, loaders, key, release
         self.labels, self.batch_size = exact.labels, exact.batch_size
         self.window = getattr(exact, "window", exact.batch_size)
-        self._int8: Any = None
+        self._models: dict[str, Any] = {"float32": exact}
 
     @property
-    def decision(self) -> tuple[bool, float, int] | None:
-        """(int8 chosen, agreement, rows measured) once measured for this model, else None."""
+    def decision(self) -> Decision | None:
+        """The measured decision for this model, or None before the first large enough batch."""
         with _LOCK:
             return _DECISIONS.get(self.key)
 
     @property
     def chosen(self) -> str | None:
         decision = self.decision
-        return None if decision is None else "int8" if decision[0] else "float32"
+        return None if decision is None else decision.chosen
 
     def describe(self) -> str:
         """One line for the user: the precision used and why."""
         decision = self.decision
         if decision is None:
-            return "Precision: float32 (auto; too few rows to measure int8)."
-        use_int8, share, rows = decision
-        verdict = "int8" if use_int8 else "float32"
-        return f"Precision: {verdict} (auto; int8 agreed with float32 on {share:.1%} of {rows} rows measured)."
+            return "Precision: float32 (auto; too few rows to measure a faster precision)."
+        parts = [f"{name} {share:.1%}/{n} · {speed:.2f}x" for name, (share, n, speed) in decision.measured.items()]
+        return (f"Precision: {decision.chosen} (auto; measured against float32 as agreement/rows · speed: "
+                f"{'; '.join(parts) or 'none could run'}).")
 
     def classify(self, texts: list[str]) -> list[dict]:
         if len(texts) < MIN_BATCH_ROWS:
             return self.exact.classify(texts)
-        done: list[dict] = []
+        results: list[dict | None] = [None] * len(texts)
         if self.decision is None:
-            done = self._calibrate(texts[:CALIBRATION_ROWS])
-        rest = texts[len(done):]
+            picked = calibration_rows([len(t) for t in texts])
+            for i, result in zip(picked, self._calibrate([texts[i] for i in picked]), strict=True):
+                results[i] = result
+        rest = [i for i, r in enumerate(results) if r is None]
         if not rest:
-            return done
-        model = self.exact
-        if self.decision[0]:
-            try:
-                model = self._get_int8()
-            except Exception:  # noqa: BLE001 - int8 is only an optimisation: fall back to float32
-                log.exception("int8 classifier failed to load; using float32")
-        return done + model.classify(rest)
+            return results
+        try:
+            model = self._get(self.decision.chosen)
+        except Exception:  # noqa: BLE001 - a lower precision is only an optimisation: fall back to float32
+            log.exception("%s classifier failed to load; using float32", self.decision.chosen)
+            model = self.exact
+        for i, result in zip(rest, model.classify([texts[i] for i in rest]), strict=True):
+            results[i] = result
+        return results
 
-    def _get_int8(self) -> Any:
-        if self._int8 is None:
-            self._int8 = self._load_int8()
-        return self._int8
+    def _get(self, name: str) -> Any:
+        if name not in self._models:
+            self._models[name] = self._loaders[name]()
+        return self._models[name]
 
     def _calibrate(self, sample: list[str]) -> list[dict]:
-        exact = self.exact.classify(sample)
-        try:
-            share = agreement(exact, self._get_int8().classify(sample))
-        except Exception:  # noqa: BLE001 - int8 is only an optimisation: fall back to float32
-            log.exception("int8 classifier failed; using float32")
-            share = 0.0
+        probe, others = sample[:PROBE_ROWS], sample[PROBE_ROWS:]
+        exact_probe, exact_s = _timed(self.exact, probe)
+        exact = exact_probe + (self.exact.classify(others) if others else [])
+        trials: dict[str, tuple[list[dict], float]] = {}
+        for name in self._loaders:
+            try:
+                out, seconds = _timed(self._get(name), probe)
+            except Exception:  # noqa: BLE001 - a candidate that cannot run is not chosen
+                log.exception("%s classifier failed; not a candidate", name)
+                continue
+            trials[name] = (out, exact_s / max(seconds, 1e-9))
+        chosen, measured = "float32", {}
+        for name, (out, speed) in sorted(trials.items(), key=lambda kv: -kv[1][1]):  # fastest first
+            share = agreement(exact_probe, out)
+            if chosen == "float32" and qualifies(share, speed) and others:
+                try:
+                    out = out + self._get(name).classify(others)
+                    share = agreement(exact, out)
+                except Exception:  # noqa: BLE001 - as above
+                    log.exception("%s classifier failed; not a candidate", name)
+                    share = 0.0
+            measured[name] = (share, len(out), speed)
+            if chosen == "float32" and qualifies(share, speed) and len(out) == len(sample):
+                chosen = name
+        decision = Decision(chosen, len(sample), measured)
+        log.info("Auto precision for %s: %s", self.key, decision)
         with _LOCK:
-            _DECISIONS.setdefault(self.key, (share >= MIN_AGREEMENT, share, len(sample)))
+            _DECISIONS.setdefault(self.key, decision)
+        for name in list(self._models):  # the losers' weights are freed
+            if name not in ("float32", decision.chosen):
+                loser = self._models.pop(name)
+                if self._release is not None:
+                    self._release(loser)
         return exact
