@@ -110,6 +110,29 @@ def test_classify_csv_api_reports_metrics_and_files(client, tmp_path) -> None:
         assert "'=1+1 stocks fell sharply" in handle.read()
 
 
+@pytest.mark.parametrize("precision", ["auto", "float32", "int8"])
+def test_classify_csv_with_a_fine_tuned_classifier_at_each_precision(client, app_server, tiny_root, tmp_path,
+                                                                     precision) -> None:
+    from gradio_client import handle_file
+
+    path = tmp_path / "many.csv"
+    path.write_text("text\n" + "".join(f"{'long ' * (i % 9)}row number {i}\n" for i in range(80)), encoding="utf-8")
+    status, preview, *_ = client.predict(
+        handle_file(str(path)), "text", "", "finetuned", str(tiny_root / "tiny-bert-cls"), "", TEMPLATE, precision,
+        api_name="/classify_csv",
+    )
+    assert "80 of 80 rows (done" in status
+    assert preview["data"][-1][0].endswith("row number 79") and preview["data"][-1][1]  # the last row has a label
+    if precision == "auto":  # the status says what auto chose, from a measurement on 64 rows
+        assert re.search(r"Precision: (float32|bfloat16|int8) \(auto; measured against float32", status), status
+        zh = Client(app_server["url"], verbose=False, headers={"accept-language": "zh-CN"})
+        zh_status, *_ = zh.predict(handle_file(str(path)), "text", "", "finetuned", str(tiny_root / "tiny-bert-cls"),
+                                   "", TEMPLATE, precision, api_name="/classify_csv")
+        assert "精度：" in zh_status and "自动" in zh_status  # decided already: the cached decision, in Chinese
+    else:
+        assert "Precision:" not in status
+
+
 @pytest.mark.browser
 def test_classify_batch_stop_keeps_done_rows_in_the_browser(page, artifacts_dir, tmp_path) -> None:
     path = tmp_path / "many.csv"
