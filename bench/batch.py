@@ -9,8 +9,10 @@ Then 2,000 rows of varied length (one sentence to ~200 tokens, some mixing two t
   (c) the app's default mode (precision "auto": bfloat16 or int8 dynamic quantisation when measured on the first
       rows to agree with float32 and to be faster; float32 otherwise).
 
-The rows are cut into blocks and every block runs (a), (b), (c) in rotating order, so a busy shared CPU slows all
-three alike. Model loading is not timed (the bfloat16 and int8 copies are loaded beforehand); auto's one-off
+  (d) the app's batch path with int8 chosen explicitly (what auto would pick on a CPU without fast bfloat16).
+
+The rows are cut into blocks and every block runs (a) to (d) in rotating order, so a busy shared CPU slows all
+all of them alike. Model loading is not timed (the bfloat16 and int8 copies are loaded beforehand); auto's one-off
 calibration is.
 Run: .venv/bin/python bench/batch.py [--rows 2000] [--block 500] [--train-seconds 8]
 """
@@ -134,6 +136,7 @@ def main() -> None:
         pipe = transformers.pipeline("text-classification", model=ref, tokenizer=ref, dtype=torch.float32,
                                      device="cpu")
         exact = fine_tuned_classifier(ctx.manager, ref, "float32")
+        int8 = fine_tuned_classifier(ctx.manager, ref, "int8")
         default = fine_tuned_classifier(ctx.manager, ref)  # the tab's default: precision "auto"
         for dtype in CANDIDATES:  # load (+ quantise) outside the timing
             ctx.manager.load(ref, "seq-cls", dtype=dtype)
@@ -141,6 +144,7 @@ def main() -> None:
             "(a) per-row pipeline fp32": lambda texts: [pipe(t, truncation=True)[0]["label"] for t in texts],
             "(b) app batch fp32": app_batch(exact),
             "(c) app default (auto)": app_batch(default),
+            "(d) app int8": app_batch(int8),
         }
         rows = make_rows(args.rows, seed=3, max_sentences=26)
         texts = [t for t, _ in rows]
@@ -156,7 +160,8 @@ def main() -> None:
         names = list(variants)
         for number, start in enumerate(range(0, len(texts), args.block)):
             block = texts[start:start + args.block]
-            for name in names[number % 3:] + names[:number % 3]:  # rotate who goes first
+            turn = number % len(names)
+            for name in names[turn:] + names[:turn]:  # rotate who goes first
                 began = time.perf_counter()
                 predicted[name].extend(variants[name](block))
                 seconds[name] += time.perf_counter() - began

@@ -8,8 +8,9 @@ install step measures the embedded SmolLM2 ahead of time). On a GPU, auto keeps 
 ``int8-weight`` keeps the fp32 model for the prompt (prefill, so the first token and the time to first token
 are fp32's) and decodes with int8 per-channel weights and bf16 activations through PyTorch's
 ``_weight_int8pack_mm`` CPU kernel. Measured on SmolLM2-135M (2-core Xeon): dynamic int8 (activations
-quantised too) raises perplexity by ~260 %, weight-only int8 by ~2 %; torchao's Int8WeightOnlyConfig gave the
-same quality but decoded ~4x slower than fp32 (tensor-subclass overhead), hence this small module.
+quantised too) raises perplexity by ~210 % (per-channel weights; ~260 % per-tensor), weight-only int8 by ~2 %;
+torchao's Int8WeightOnlyConfig gave the same quality but decoded ~4x slower than fp32 (tensor-subclass
+overhead), hence this small module.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from pipelines.errors import InputError
 from pipelines.generation.threads import run_in_compute
-from pipelines.models.manager import LoadedModel, ModelManager, model_nbytes
+from pipelines.models.manager import LoadedModel, ModelManager, dynamic_int8, model_nbytes
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
@@ -221,7 +222,7 @@ class PrecisionSelector:
             return weight_only_int8(fp32)
         if name == "bfloat16":
             return copy.deepcopy(fp32).to(torch.bfloat16)
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
+        return dynamic_int8(copy.deepcopy(fp32))
 
     def _store(self, ref: str, choice: PrecisionChoice) -> None:
         with self._lock:
