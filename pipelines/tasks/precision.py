@@ -186,10 +186,9 @@ class AutoPrecision:
             measured[name] = (share, len(out), speed)
             if chosen == "float32" and qualifies(share, speed) and len(out) == len(sample):
                 chosen = name
-        decision = Decision(chosen, len(sample), measured)
-        log.info("Auto precision for %s: %s", self.key, decision)
-        with _LOCK:
-            _DECISIONS.setdefault(self.key, decision)
+        log.info("Auto precision for %s: %s %s", self.key, chosen, measured)
+        with _LOCK:  # a decision stored meanwhile (another session, same model) wins
+            decision = _DECISIONS.setdefault(self.key, Decision(chosen, len(sample), measured))
         for name in list(self._models):  # the losers' weights are freed
             if name not in ("float32", decision.chosen):
                 loser = self._models.pop(name)
