@@ -7,12 +7,11 @@ Then 2,000 rows of varied length (one sentence to ~200 tokens, some mixing two t
   (a) a per-row ``transformers.pipeline("text-classification")`` loop in float32 (the baseline);
   (b) the app's batch path in float32 (length-sorted mini-batches): its predictions must equal (a)'s;
   (c) the app's default mode (precision "auto": bfloat16 or int8 dynamic quantisation when measured on the first
-      rows to agree with float32 and to be faster; float32 otherwise).
-
+      rows to agree with float32 and to be faster; float32 otherwise);
   (d) the app's batch path with int8 chosen explicitly (what auto would pick on a CPU without fast bfloat16).
 
 The rows are cut into blocks and every block runs (a) to (d) in rotating order, so a busy shared CPU slows all
-all of them alike. Model loading is not timed (the bfloat16 and int8 copies are loaded beforehand); auto's one-off
+of them alike. Model loading is not timed (the bfloat16 and int8 copies are loaded beforehand); auto's one-off
 calibration is.
 Run: .venv/bin/python bench/batch.py [--rows 2000] [--block 500] [--train-seconds 8]
 """

@@ -200,24 +200,21 @@ class ModelManager:
 
     def unload(self, ref: str | None = None) -> int:
         """Drop models whose base model or adapter reference matches ``ref`` (all if None)."""
+        return self._drop(lambda k: ref is None or ref in (k.model, f"run:{k.adapter}" if k.adapter else None))
+
+    def discard(self, key: CacheKey) -> bool:
+        """Drop the one cache entry ``key`` (e.g. a precision that lost a measurement); True if it was there."""
+        return self._drop(lambda k: k == key) > 0
+
+    def _drop(self, match: Callable[[CacheKey], bool]) -> int:
+        """Remove the cache entries ``match`` selects, free their memory, and return how many there were."""
         with self._lock:
-            victims = [
-                k for k in self._cache
-                if ref is None or ref in (k.model, f"run:{k.adapter}" if k.adapter else None)
-            ]
+            victims = [k for k in self._cache if match(k)]
             for k in victims:
                 del self._cache[k]
         if victims:
             self._free()
         return len(victims)
-
-    def discard(self, key: CacheKey) -> bool:
-        """Drop the one cache entry ``key`` (e.g. a precision that lost a measurement); True if it was there."""
-        with self._lock:
-            found = self._cache.pop(key, None) is not None
-        if found:
-            self._free()
-        return found
 
     @property
     def used_bytes(self) -> int:
