@@ -19,6 +19,7 @@ from components.language import language_middleware, language_selector
 from components.models import build_models_tab
 from components.summarize import build_summarize_tab
 from pipelines.context import AppContext
+from pipelines.sessions import session_key
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -52,6 +53,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
         for key, builder in TABS:
             with gr.Tab(t(key), id=key.removeprefix("tab.")):
                 builder(ctx)
+    demo.unload(lambda request: ctx.sessions.end(session_key(request)))  # stop and forget the session's jobs
     demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("LMW_QUEUE_SIZE", "64")))
     return demo
 

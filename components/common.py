@@ -10,12 +10,15 @@ from typing import Any
 
 import gradio as gr
 
-from components.i18n import localize, request_lang, t
+from components.i18n import localize, request_lang, t, text
 from pipelines.context import AppContext
 from pipelines.errors import WorkbenchError
+from pipelines.messages import has_key
 from pipelines.models.embedded import EMBEDDED
+from pipelines.sessions import Sessions, session_key
 
 log = logging.getLogger(__name__)
+ERROR_VALUE = "error"  # the session value an ErrorLine shows
 
 
 def model_picker(
@@ -61,23 +64,33 @@ def progress_reporter(progress: gr.Progress | None) -> Callable[[float, str], No
     return report
 
 
-def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn pipeline errors into a clear ``gr.Error`` message (also a clean error for API clients).
+def error_text(exc: BaseException, lang: str) -> str:
+    """One sentence for the user in ``lang``: a keyed pipeline error, a ``gr.Error``, or 'something went wrong'."""
+    if isinstance(exc, WorkbenchError):
+        return exc.render(lang) if has_key(exc.key) else localize(str(exc), lang)
+    if isinstance(exc, gr.Error):
+        return localize(str(exc.message), lang)
+    return text("error.unexpected", lang, kind=type(exc).__name__, detail=str(exc)[:200])
 
-    The message is translated into the request's language (the language switch's cookie, else Accept-Language)
-    with ``assets/locales/errors.json``.
+
+def ui_errors(fn: Callable[..., Any] | None = None, *, sessions: Sessions | None = None) -> Any:
+    """Turn errors into one clear ``gr.Error`` (a toast in the UI, a clean error for API clients).
+
+    The message is in the request's language (the language switch's cookie, else Accept-Language). With
+    ``sessions``, it is also kept for the session so an :class:`ErrorLine` can show it after the toast is gone.
+    Usable as ``@ui_errors`` or ``ui_errors(fn, sessions=ctx.sessions)``.
     """
+    if fn is None:
+        return functools.partial(ui_errors, sessions=sessions)
 
     def convert(exc: Exception) -> gr.Error:
         lang = request_lang()  # the language of the request being handled (English outside one)
-        title = localize("Error", lang)
-        if isinstance(exc, gr.Error):
-            exc.message, exc.title = localize(str(exc.message), lang), localize(exc.title, lang)
-            return exc
-        if isinstance(exc, WorkbenchError):
-            return gr.Error(localize(str(exc), lang), title=title)
-        log.exception("Unexpected error in %s", fn.__name__)
-        return gr.Error(localize(f"Something went wrong: {type(exc).__name__}: {str(exc)[:200]}", lang), title=title)
+        if not isinstance(exc, WorkbenchError | gr.Error):
+            log.exception("Unexpected error in %s", fn.__name__)
+        message = error_text(exc, lang)
+        if sessions is not None:
+            sessions.set_value(session_key(current_request()), ERROR_VALUE, message)
+        return gr.Error(message, title=text("error.title", lang), print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
 
@@ -98,6 +111,42 @@ def ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise convert(exc) from None
 
     return wrapper
+
+
+def current_request() -> gr.Request | None:
+    """The request Gradio is handling in this thread, if any."""
+    from gradio.context import LocalContext
+
+    return LocalContext.request.get(None)
+
+
+class ErrorLine:
+    """A persistent, translated status line beside a group of actions.
+
+    Wrap the actions' handlers with :meth:`guard` and pass their events to :meth:`watch`: when one fails, the
+    line shows its sentence (the toast disappears, the line stays) and the outputs keep their previous values;
+    the next success clears it.
+    """
+
+    def __init__(self, ctx: AppContext, elem_id: str) -> None:
+        self.sessions = ctx.sessions
+        self.box = gr.Markdown(elem_id=elem_id, elem_classes=["lmw-error-line"])
+
+    def guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return ui_errors(fn, sessions=self.sessions)
+
+    def watch(self, *events: Any) -> None:
+        for event in events:
+            event.failure(self._show, None, self.box, queue=False, show_progress="hidden", api_visibility="private")
+            event.success(self._clear, None, self.box, queue=False, show_progress="hidden", api_visibility="private")
+
+    def _show(self, request: gr.Request) -> Any:
+        message = self.sessions.pop_value(session_key(request), ERROR_VALUE)
+        return f"⚠️ {message}" if message else gr.skip()
+
+    @staticmethod
+    def _clear() -> str:
+        return ""
 
 
 def examples(rows: list[list[Any]], inputs: list[gr.components.Component],

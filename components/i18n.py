@@ -14,26 +14,19 @@ from pathlib import Path
 
 import gradio as gr
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "assets" / "locales"
-ERRORS_FILE = "errors.json"  # message catalogue, not UI keys
-LANGUAGES = ("en", "zh-CN")
+from pipelines.messages import LANGUAGES, LEGACY_CATALOGUE, LOCALES_DIR, Msg, load_texts, render, texts
+
+ERRORS_FILE = LEGACY_CATALOGUE
 LANG_COOKIE = "lmw_lang"  # set by the language switch (components/language.py)
 
 
 def load_translations(folder: Path = LOCALES_DIR) -> dict[str, dict[str, str]]:
-    """Merge every locale file into one ``{language: {key: text}}`` mapping."""
-    merged: dict[str, dict[str, str]] = {lang: {} for lang in LANGUAGES}
-    for file in sorted(folder.glob("*.json")):
-        if file.name == ERRORS_FILE:
-            continue
-        data = json.loads(file.read_text(encoding="utf-8"))
-        for lang, strings in data.items():
-            merged.setdefault(lang, {}).update(strings)
-    return merged
+    """Every locale file merged into one ``{language: {key: text}}`` mapping (see :mod:`pipelines.messages`)."""
+    return {lang: dict(table) for lang, table in load_texts(folder).items()}
 
 
-TRANSLATIONS = load_translations()
-I18N = gr.I18n(**TRANSLATIONS)
+TRANSLATIONS = texts()
+I18N = gr.I18n(**{lang: dict(table) for lang, table in TRANSLATIONS.items()})
 
 
 def t(key: str) -> gr.i18n.I18nData:
@@ -43,9 +36,15 @@ def t(key: str) -> gr.i18n.I18nData:
 
 def text(key: str, lang: str = "en", **fmt: object) -> str:
     """A translated string resolved on the server (for messages built in handlers)."""
-    table = TRANSLATIONS.get(lang) or TRANSLATIONS["en"]
-    template = table.get(key) or TRANSLATIONS["en"].get(key, key)
-    return template.format(**fmt) if fmt else template
+    return render(key, lang, fmt)
+
+
+def say(message: Msg | str | None, lang: str | None = None) -> str:
+    """A pipeline's message (:class:`Msg`, or a legacy English sentence) in ``lang`` (default: the request's)."""
+    if message is None:
+        return ""
+    lang = lang or request_lang()
+    return message.render(lang) if isinstance(message, Msg) else localize(message, lang)
 
 
 # ---- the request's language --------------------------------------------------------------------------------

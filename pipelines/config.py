@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.limits import Limits
+
 APP_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +50,11 @@ class AppConfig:
     def model_roots(self) -> list[Path]:
         """Folders under which local model paths are allowed."""
         return [self.models_dir, self.runs_dir, *self.extra_model_roots]
+
+    @property
+    def limits(self) -> Limits:
+        """The caps every tab and the API apply (see :mod:`pipelines.limits`)."""
+        return Limits(max_input_chars=self.max_input_chars, max_upload_mb=self.max_upload_mb, max_rows=self.max_rows)
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.cache_dir, self.runs_dir, self.models_dir):

@@ -1,15 +1,27 @@
-"""The one small object shared by all tabs: configuration, model manager and runs."""
+"""The one object shared by all tabs: configuration, model manager, runs, and every per-session job.
+
+Nothing else in ``pipelines/`` or ``components/`` keeps mutable state at module level: compute threads,
+precision decisions and session jobs all hang off this context (``tests/test_house.py`` checks it).
+"""
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipelines.config import AppConfig
+from pipelines.limits import Limits
 from pipelines.models import EMBEDDED, ModelManager
 from pipelines.runs import RunStore, recover_interrupted
+from pipelines.sessions import Sessions
 from pipelines.tables import Table, read_table
 from pipelines.uploads import checked_upload
+
+if TYPE_CHECKING:
+    from pipelines.generation.threads import ComputeThread
+    from pipelines.tasks.precision import DecisionStore
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
 
@@ -19,11 +31,12 @@ HEAVY = "heavy"
 
 @dataclass
 class AppContext:
-    """Shared services; per-user data lives in ``gr.State``, not here."""
+    """Shared services and per-session jobs (``sessions``); per-user UI data lives in ``gr.State``."""
 
     config: AppConfig
     manager: ModelManager
     runs: RunStore
+    sessions: Sessions = field(default_factory=Sessions)
     training_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -32,6 +45,24 @@ class AppContext:
         config.ensure_dirs()
         recover_interrupted(config.runs_dir)
         return cls(config=config, manager=ModelManager(config), runs=RunStore(config.runs_dir))
+
+    @property
+    def limits(self) -> Limits:
+        return self.config.limits
+
+    @functools.cached_property
+    def compute(self) -> ComputeThread:
+        """The one long-lived generation compute thread (created at first use)."""
+        from pipelines.generation.threads import ComputeThread
+
+        return ComputeThread()
+
+    @functools.cached_property
+    def decisions(self) -> DecisionStore:
+        """Auto-precision decisions per model, shared by every session (created at first use)."""
+        from pipelines.tasks.precision import DecisionStore
+
+        return DecisionStore()
 
     def model_choices(self, kinds: tuple[str, ...] = ()) -> list[tuple[str, str]]:
         """(label, reference) pairs for model pickers: embedded models, then complete runs.

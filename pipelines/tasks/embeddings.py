@@ -9,7 +9,7 @@ import numpy as np
 from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
 from pipelines.tasks.batch import length_sorted_batches
-from pipelines.tasks.limits import input_limit
+from pipelines.limits import token_limit as input_limit
 
 DEFAULT_ENCODER = "minilm-l6"
 

@@ -13,7 +13,7 @@ import torch
 from pipelines.errors import InputError
 from pipelines.models.manager import LoadedModel
 from pipelines.tasks.embeddings import EmbeddingTask, mmr
-from pipelines.tasks.limits import input_limit
+from pipelines.limits import token_limit as input_limit
 from pipelines.tasks.lm_prompting import GenerationConfig, count_tokens, generate
 from pipelines.tasks.sentences import has_cjk, join_sentences, split_sentences
 
