@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from components.i18n import I18N, t
 from components.language import language_middleware, language_selector
 from components.models import build_models_tab
 from components.summarize import build_summarize_tab
+from pipelines.config import AppConfig
 from pipelines.context import AppContext
 from pipelines.sessions import session_key
 
@@ -54,18 +54,17 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
             with gr.Tab(t(key), id=key.removeprefix("tab.")):
                 builder(ctx)
     demo.unload(lambda request: ctx.sessions.end(session_key(request)))  # stop and forget the session's jobs
-    demo.queue(default_concurrency_limit=1, max_size=int(os.environ.get("LMW_QUEUE_SIZE", "64")))
+    demo.queue(default_concurrency_limit=1, max_size=ctx.config.queue_size)
     return demo
 
 
-def launch_kwargs() -> dict:
+def launch_kwargs(config: AppConfig | None = None) -> dict:
     """Launch settings honouring Hugging Face Spaces' and Docker's environment."""
-    auth = None
-    if os.environ.get("LMW_USERNAME") and os.environ.get("LMW_PASSWORD"):
-        auth = (os.environ["LMW_USERNAME"], os.environ["LMW_PASSWORD"])
+    config = config or AppConfig.from_env()
+    auth = (config.username, config.password) if config.username and config.password else None
     return {
-        "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        "server_port": int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
+        "server_name": config.server_name,
+        "server_port": config.server_port,
         "theme": make_theme(),
         "css_paths": [ASSETS / "style.css"],
         "i18n": I18N,
@@ -78,12 +77,13 @@ def launch_kwargs() -> dict:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LMW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
-    if os.environ.get("SPACE_ID"):  # a Space installs requirements.txt only: add the embedded models
+    config = AppConfig.from_env()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s: %(message)s")
+    if config.space_id:  # a Space installs requirements.txt only: add the embedded models
         from pipelines.prepare import ensure_embedded_packages
 
         ensure_embedded_packages()
-    build_app().launch(**launch_kwargs())
+    build_app(AppContext.create(config)).launch(**launch_kwargs(config))
 
 
 if __name__ == "__main__":

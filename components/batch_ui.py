@@ -50,17 +50,6 @@ class BatchWidgets:
         return [self.status, self.preview, self.downloads, self.metrics, self.plot]
 
 
-def confusion_figure(metrics: dict) -> go.Figure:
-    """A plotly heat map of the confusion matrix (rows: true label, columns: predicted)."""
-    labels, matrix = metrics["labels"], metrics["matrix"]
-    hover = "true %{y}<br>predicted %{x}: %{z}<extra></extra>"
-    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", text=matrix,
-                               texttemplate="%{text}", hovertemplate=hover))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                      height=320 + 20 * len(labels), margin={"l": 40, "r": 20, "t": 30, "b": 40})
-    return fig
-
-
 def batch_section(tab: str, ref_label_key: str | None) -> BatchWidgets:
     """The CSV batch widgets (inside the caller's layout); ``ref_label_key`` names the optional metric column."""
     gr.Markdown(t("batch.intro"))
@@ -90,8 +79,7 @@ def batch_section(tab: str, ref_label_key: str | None) -> BatchWidgets:
         cols = table.columns
         out = [gr.Dropdown(choices=cols, value=pick_column(table, None))]
         if ref_col is not None:
-            guess = pick_column(table, None, ("label", "labels", "category", "class", "target", "summary",
-                                              "reference", "highlights", "abstract"), required=False)
+            guess = pick_column(table, None, "reference", required=False)
             out.append(gr.Dropdown(choices=["", *cols], value=guess or ""))
         return tuple(out)
 

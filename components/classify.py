@@ -8,9 +8,10 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from components.batch_ui import BatchSpec, batch_section, confusion_figure, run_batch, wire_stop
+from components.batch_ui import BatchSpec, batch_section, run_batch, wire_stop
 from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
 from components.i18n import localize, t
+from pipelines.charts import confusion_figure
 from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
 from pipelines.tasks.classify import DEFAULT_MODELS, DEFAULT_TEMPLATE, ClassifierSpec, make_classifier
@@ -46,7 +47,7 @@ def label_metrics(results: pd.DataFrame, truth: list[str]) -> tuple[str, go.Figu
         return localize("The label column is empty, so no metrics were computed."), None
     text = (f"**Accuracy** {scores['accuracy']:.3f} · **Macro-F1** {scores['macro_f1']:.3f} "
             f"over {scores['count']} labelled rows")
-    return text, confusion_figure(scores)
+    return text, confusion_figure(scores["labels"], scores["matrix"])
 
 
 def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:

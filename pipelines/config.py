@@ -16,6 +16,12 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
+def _env_int(name: str, default: int) -> int:
+    """An integer environment variable; ``default`` when unset or not a whole number."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else default
+
+
 def _default_data_dir(persistent: Path = Path("/data")) -> Path:
     """The app's data folder; on a Hugging Face Space with persistent storage (mounted at /data) it goes there."""
     if os.environ.get("SPACE_ID") and persistent.is_dir() and os.access(persistent, os.W_OK):
@@ -39,6 +45,16 @@ class AppConfig:
     max_input_chars: int = 20_000
     max_upload_mb: int = 50
     max_rows: int = 50_000
+    chat_model: str = "smollm2-135m-instruct"  # the Generate tab's default model (LMW_CHAT_MODEL)
+    gen_threads: int = 0  # 0: tuned from measured decoding steps; N pins the compute thread's torch threads
+    queue_size: int = 64  # requests waiting in Gradio's queue before new ones are refused
+    log_level: str = "INFO"
+    bertviz_js: str = "inline"  # "inline": bertviz views carry their scripts; "served": loaded from the app
+    username: str = ""  # with password: the app asks for this login
+    password: str = field(default="", repr=False)
+    server_name: str = "127.0.0.1"
+    server_port: int = 7860
+    space_id: str = ""  # set on a Hugging Face Space (SPACE_ID)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -74,4 +90,14 @@ class AppConfig:
             device=os.environ.get("LMW_DEVICE", "auto"),
             memory_budget_mb=int(os.environ.get("LMW_MEMORY_BUDGET_MB", "6144")),
             allow_pickle_weights=os.environ.get("LMW_ALLOW_PICKLE", "0") == "1",
+            chat_model=os.environ.get("LMW_CHAT_MODEL", "").strip() or cls.chat_model,
+            gen_threads=_env_int("LMW_GEN_THREADS", 0),
+            queue_size=_env_int("LMW_QUEUE_SIZE", 64),
+            log_level=os.environ.get("LMW_LOG_LEVEL", "INFO").upper(),
+            bertviz_js="served" if os.environ.get("LMW_BERTVIZ_JS") == "served" else "inline",
+            username=os.environ.get("LMW_USERNAME", ""),
+            password=os.environ.get("LMW_PASSWORD", ""),
+            server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+            server_port=_env_int("GRADIO_SERVER_PORT", 0) or _env_int("PORT", 7860),
+            space_id=os.environ.get("SPACE_ID", ""),
         )

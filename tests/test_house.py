@@ -82,6 +82,9 @@ def _message_keys() -> dict[str, str]:
             name = getattr(fn, "id", None) or getattr(fn, "attr", "")
             owner = getattr(getattr(fn, "value", None), "id", "")
             first = node.args[0]
+            if isinstance(first, ast.JoinedStr) and name in ERROR_CLASSES:  # an f-string: a sentence, not a key
+                keys[ast.unparse(first)] = f"{path.relative_to(ROOT)}:{node.lineno}"
+                continue
             if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
                 continue
             if name in ERROR_CLASSES or name == "Msg" or (name == "of" and owner == "Msg") or name in {"text", "t"}:

@@ -159,7 +159,7 @@ def test_classification_run_saves_and_loads_back_with_same_predictions(ctx, tiny
     meta = json.loads((folder / "run.json").read_text())
     assert meta["task"] == "classification" and meta["base_model"] == base and meta["labels"] == ["neg", "pos"]
     assert meta["status"] == "complete" and meta["name"] == "test" and meta["created"]
-    assert {"accuracy", "macro_f1", "per_class", "confusion", "val_loss"} <= set(meta["metrics"])
+    assert {"accuracy", "macro_f1", "per_class", "matrix", "val_loss"} <= set(meta["metrics"])
     assert meta["settings"]["learning_rate"] == 0.01
     assert (folder / "adapter" / "adapter_model.safetensors").is_file() and (folder / "tokenizer").is_dir()
     assert any(json.loads(line)["event"] == "step" for line in (folder / "log.jsonl").read_text().splitlines())
@@ -295,7 +295,7 @@ def test_minilm_learns_an_easy_task_in_one_epoch(ctx) -> None:
     job = run_job(ctx, data, settings, "minilm-l6")
     state = job.snapshot()
     assert state.status == "complete", state.error
-    assert state.metrics["n_val"] == 10 and state.metrics["accuracy"] > 0.5
+    assert state.metrics["count"] == 10 and state.metrics["accuracy"] > 0.5
 
 
 # ---- CSV to adapter, end to end ------------------------------------------------------------------

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.columns import guess_column
 from pipelines.errors import InputError, WorkbenchError
 from pipelines.tables import Table, write_csv
 
 log = logging.getLogger(__name__)
-TEXT_COLUMN_GUESSES = ("text", "content", "document", "sentence", "review", "body", "article", "message")
 ProcessFn = Callable[[list[str]], list[dict]]
 
 
@@ -31,19 +31,15 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[start:start + size] for start in range(0, len(order), size)]
 
 
-def pick_column(table: Table, requested: str | None, guesses: tuple[str, ...] = TEXT_COLUMN_GUESSES,
-                required: bool = True) -> str | None:
+def pick_column(table: Table, requested: str | None, role: str = "text", required: bool = True) -> str | None:
     """The requested column, else a column with a usual name, else the first one (when ``required``)."""
     requested = (requested or "").strip()
     if requested:
         if requested not in table.columns:
             raise InputError(f"The file has no column '{requested}'; its columns are: {', '.join(table.columns)}.")
         return requested
-    lowered = {c.lower(): c for c in table.columns}
-    for guess in guesses:
-        if guess in lowered:
-            return lowered[guess]
-    return table.columns[0] if required else None
+    guess = guess_column(table.columns, role)
+    return guess or (table.columns[0] if required else None)
 
 
 @dataclass

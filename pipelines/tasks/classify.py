@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from pipelines.errors import InputError
+from pipelines.limits import token_limit as input_limit
 from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
 from pipelines.tasks.batch import length_sorted_batches
 from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask, softmax
-from pipelines.limits import token_limit as input_limit
 from pipelines.tasks.lm_prompting import DEFAULT_LM, label_logliks, truncate_tokens
 from pipelines.tasks.precision import CANDIDATES, AutoPrecision, check_precision
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.limits import token_limit as input_limit
 from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
 from pipelines.tasks.batch import length_sorted_batches
-from pipelines.limits import token_limit as input_limit
 
 DEFAULT_ENCODER = "minilm-l6"
 

@@ -37,20 +37,31 @@ def mean_rouge(predictions: list[str], references: list[str]) -> dict[str, float
     return {**means, "count": len(rows)}
 
 
-def classification_metrics(truth: list[str], predicted: list[str]) -> dict:
-    """Accuracy, macro-F1 and the confusion matrix over rows whose true label is not empty."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+def classification_metrics(truth: list, predicted: list, labels: list[str] | None = None) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix, as plain data.
+
+    Rows whose true label is empty are skipped (``count`` says how many were scored). ``labels`` fixes the order
+    (a trained classifier's label list); otherwise it is every label seen, in numeric-aware order. Macro-F1
+    averages over the true labels (or ``labels``). Keys: accuracy, macro_f1, count, labels, matrix, per_class.
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    from pipelines.labels import order_labels
 
     pairs = [(str(t).strip(), str(p)) for t, p in zip(truth, predicted, strict=True) if str(t).strip()]
     if not pairs:
         return {}
     y_true, y_pred = [t for t, _ in pairs], [p for _, p in pairs]
-    labels = sorted(set(y_true) | set(y_pred))
+    order = list(labels) if labels is not None else list(order_labels(set(y_true) | set(y_pred))[0])
+    averaged = list(labels) if labels is not None else list(order_labels(set(y_true))[0])
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=order, zero_division=0)
     return {
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=sorted(set(y_true)), average="macro",
-                                         zero_division=0)), 4),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=averaged, average="macro", zero_division=0)), 4),
         "count": len(pairs),
-        "labels": labels,
-        "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "labels": order,
+        "matrix": confusion_matrix(y_true, y_pred, labels=order).tolist(),
+        "per_class": [{"label": name, "precision": round(float(p), 4), "recall": round(float(r), 4),
+                       "f1": round(float(f), 4), "support": int(n)}
+                      for name, p, r, f, n in zip(order, precision, recall, f1, support, strict=True)],
     }

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from pipelines.errors import InputError
+from pipelines.limits import token_limit as input_limit
 from pipelines.models.manager import LoadedModel
 from pipelines.tasks.base import Task
 from pipelines.tasks.embeddings import EmbeddingTask
-from pipelines.limits import token_limit as input_limit
 from pipelines.tasks.lm_prompting import GenerationConfig, generate, truncate_tokens
 from pipelines.tasks.sentences import split_sentences
 

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from pipelines.errors import InputError
+from pipelines.limits import token_limit as input_limit
 from pipelines.models.manager import LoadedModel
 from pipelines.tasks.embeddings import EmbeddingTask, mmr
-from pipelines.limits import token_limit as input_limit
 from pipelines.tasks.lm_prompting import GenerationConfig, count_tokens, generate
 from pipelines.tasks.sentences import has_cjk, join_sentences, split_sentences
 

@@ -22,16 +22,3 @@ def loss_figure(train: list[tuple[int, float]], val: list[tuple[int, float]], to
     if total_steps:
         fig.update_xaxes(range=[0, total_steps])
     return fig
-
-
-def confusion_figure(matrix: list[list[int]], labels: list[str]) -> go.Figure:
-    """Confusion-matrix heatmap: rows are true labels, columns predicted labels."""
-    fig = go.Figure(go.Heatmap(
-        z=matrix, x=labels, y=labels, colorscale="Blues", text=matrix, texttemplate="%{text}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} rows<extra></extra>",
-    ))
-    fig.update_layout(
-        xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=360,
-        margin={"l": 60, "r": 20, "t": 30, "b": 50},
-    )
-    return fig

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipelines.columns import guess_column
 from pipelines.errors import InputError
 from pipelines.tables import Table
 from pipelines.training.settings import check_task
@@ -15,10 +16,6 @@ from pipelines.training.settings import check_task
 MAX_LABELS = 100
 MAX_TEXT_CHARS = 20_000
 MIN_ROWS = {"classification": 4, "causal-lm": 2}
-TEXT_NAMES = ("text", "sentence", "content", "review", "input", "document", "body")
-LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y")
-PROMPT_NAMES = ("prompt", "instruction", "question", "input", "query")
-RESPONSE_NAMES = ("response", "output", "answer", "completion", "target")
 
 
 @dataclass
@@ -83,29 +80,21 @@ class PreparedData:
         return [e["label"] for e in self.examples] if self.task == "classification" else []
 
 
-def _pick(columns: list[str], names: tuple[str, ...], taken: set[str]) -> str | None:
-    lowered = {c.lower().strip(): c for c in columns if c not in taken}
-    for name in names:
-        if name in lowered:
-            return lowered[name]
-    return None
-
-
 def guess_mapping(columns: list[str], task: str) -> ColumnMapping:
     """A sensible default mapping from column names (first/second columns as a fallback)."""
     check_task(task)
     if task == "classification":
-        text = _pick(columns, TEXT_NAMES, set()) or (columns[0] if columns else None)
-        label = _pick(columns, LABEL_NAMES, {text} if text else set())
+        text = guess_column(columns, "text") or (columns[0] if columns else None)
+        label = guess_column(columns, "label", [text])
         if label is None:
             rest = [c for c in columns if c != text]
             label = rest[-1] if rest else None
         return ColumnMapping(text=text, label=label)
-    prompt = _pick(columns, PROMPT_NAMES, set())
-    response = _pick(columns, RESPONSE_NAMES, {prompt} if prompt else set())
+    prompt = guess_column(columns, "prompt")
+    response = guess_column(columns, "response", [prompt])
     if prompt and response:
         return ColumnMapping(prompt=prompt, response=response)
-    return ColumnMapping(text=_pick(columns, TEXT_NAMES, set()) or (columns[0] if columns else None))
+    return ColumnMapping(text=guess_column(columns, "text") or (columns[0] if columns else None))
 
 
 def _require(table: Table, name: str | None, role: str) -> str:

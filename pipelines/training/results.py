@@ -7,29 +7,6 @@ import math
 import numpy as np
 
 
-def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-
-    ids = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0
-    )
-    per_class = [
-        {"label": labels[i], "precision": float(precision[i]), "recall": float(recall[i]),
-         "f1": float(f1[i]), "support": int(support[i])}
-        for i in ids
-    ]
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
-        "per_class": per_class,
-        "confusion": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
-        "labels": list(labels),
-        "n_val": len(y_true),
-    }
-
-
 def perplexity(loss: float) -> float:
     """exp(loss), capped so a diverged run gives a large number instead of an overflow."""
     return float(math.exp(min(loss, 50.0)))

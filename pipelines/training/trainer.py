@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from pipelines.errors import InputError
+from pipelines.tasks.metrics import classification_metrics
 from pipelines.training import results
 from pipelines.training.data import PreparedData, split
 from pipelines.training.settings import TrainSettings
@@ -180,7 +181,8 @@ class LoraTrainer:
         val_loss = total_loss / max(weight, 1)
         metrics: dict[str, Any] = {"val_loss": val_loss, "step": step, "epoch": round(epoch, 3)}
         if self.task == "classification":
-            metrics.update(results.classification_metrics(golds, preds, self.data.labels))
+            names = self.data.labels
+            metrics.update(classification_metrics([names[i] for i in golds], [names[i] for i in preds], names))
         else:
             metrics["perplexity"] = results.perplexity(val_loss)
         self.last_eval = metrics

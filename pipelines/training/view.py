@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from pipelines.charts import confusion_figure
 from pipelines.runs import RunInfo
 from pipelines.training import charts, results
 from pipelines.training.job import JobState
@@ -59,10 +60,10 @@ def results_view(task: str, metrics: dict, final: bool) -> tuple[str, Any, list[
     if task == "classification" and "accuracy" in metrics:
         md = (f"### {head} ({where})\n\n**Accuracy** {metrics['accuracy']:.3f} · **macro-F1** "
               f"{metrics['macro_f1']:.3f} · validation loss {metrics['val_loss']:.4f} "
-              f"· {metrics.get('n_val', 0)} validation rows")
+              f"· {metrics.get('count', metrics.get('n_val', 0))} validation rows")
         rows = [[c["label"], round(c["precision"], 3), round(c["recall"], 3), round(c["f1"], 3), c["support"]]
                 for c in metrics.get("per_class", [])]
-        fig = charts.confusion_figure(metrics["confusion"], metrics["labels"])
+        fig = confusion_figure(metrics["labels"], metrics.get("matrix") or metrics["confusion"])
         return md, fig, rows, CLASS_COLUMNS
     md = (f"### {head} ({where})\n\n**Validation loss** {metrics['val_loss']:.4f} · "
           f"**perplexity** {metrics.get('perplexity', results.perplexity(metrics['val_loss'])):.2f}")
@@ -79,7 +80,7 @@ def run_rows(runs: list[RunInfo]) -> list[list[str]]:
 
 def run_record(run: RunInfo) -> dict:
     """A run as JSON for the ``runs`` API endpoint."""
-    keep = {k: v for k, v in run.metrics.items() if k not in ("confusion", "generations")}
+    keep = {k: v for k, v in run.metrics.items() if k not in ("matrix", "confusion", "generations")}
     return {"id": run.id, "reference": run.reference, "name": run.name, "task": run.task,
             "base_model": run.base_model, "status": run.status, "created": run.created, "labels": run.labels,
             "metrics": keep, "error": run.error}
