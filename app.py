@@ -53,7 +53,12 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
         for key, builder in TABS:
             with gr.Tab(t(key), id=key.removeprefix("tab.")):
                 builder(ctx)
-    demo.unload(lambda request: ctx.sessions.end(session_key(request)))  # stop and forget the session's jobs
+
+    def end_session(request: gr.Request) -> None:
+        """The browser tab closed: stop and forget the session's jobs and values."""
+        ctx.sessions.end(session_key(request))
+
+    demo.unload(end_session)
     demo.queue(default_concurrency_limit=1, max_size=ctx.config.queue_size)
     return demo
 
