@@ -10,12 +10,15 @@ import gradio as gr
 
 from components.attention import build_attention_tab
 from components.classify import build_classify_tab
+from components.evaluate import build_evaluate_tab
 from components.extract import build_extract_tab
 from components.finetune import build_finetune_tab
 from components.generate import build_generate_tab
 from components.i18n import I18N, t
 from components.language import language_middleware, language_selector
 from components.models import build_models_tab
+from components.openai_api import openai_routes
+from components.shell_warmup import warmup_banner
 from components.summarize import build_summarize_tab
 from pipelines.config import AppConfig
 from pipelines.context import AppContext
@@ -24,7 +27,7 @@ from pipelines.sessions import session_key
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 # (translation key of the tab title, builder). Each builder adds its components to the open Blocks.
-TABS: list[tuple[str, Callable[[AppContext], dict]]] = [
+TABS: tuple[tuple[str, Callable[[AppContext], dict]], ...] = (
     ("tab.generate", build_generate_tab),
     ("tab.models", build_models_tab),
     ("tab.attention", build_attention_tab),
@@ -32,7 +35,8 @@ TABS: list[tuple[str, Callable[[AppContext], dict]]] = [
     ("tab.classify", build_classify_tab),
     ("tab.summarize", build_summarize_tab),
     ("tab.extract", build_extract_tab),
-]
+    ("tab.evaluate", build_evaluate_tab),
+)
 
 
 def make_theme() -> gr.themes.Base:
@@ -46,6 +50,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
     """Build the whole UI; ``ctx`` defaults to one made from the environment."""
     ctx = ctx or AppContext.create()
     with gr.Blocks(title="LM Workbench") as demo:
+        warmup_banner(ctx, demo)
         with gr.Row():
             gr.Markdown(t("app.title"), elem_id="app-title")
             language_selector(demo)
@@ -59,8 +64,22 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
         ctx.sessions.end(session_key(request))
 
     demo.unload(end_session)
-    demo.queue(default_concurrency_limit=1, max_size=ctx.config.queue_size)
+    set_queue(demo, max_size=ctx.config.queue_size)
     return demo
+
+
+def set_queue(demo: gr.Blocks, max_size: int) -> None:
+    """``demo.queue(default_concurrency_limit=1, max_size=...)`` without the server app it builds only for launch
+    to build again (about half a second of start-up); falls back to ``queue()`` if Gradio's Queue changes."""
+    from gradio import queueing
+
+    try:
+        demo._queue = queueing.Queue(
+            live_updates=True, concurrency_count=demo.max_threads, update_intervals=1, max_size=max_size,
+            blocks=demo, default_concurrency_limit=1,
+        )
+    except TypeError:
+        demo.queue(default_concurrency_limit=1, max_size=max_size)
 
 
 def launch_kwargs(config: AppConfig | None = None) -> dict:
@@ -76,6 +95,8 @@ def launch_kwargs(config: AppConfig | None = None) -> dict:
         "auth": auth,
         "allowed_paths": [str(ASSETS)],
         "show_error": True,
+        # Gradio's "Runs" footer link has no Chinese text: the footer keeps its translated links only.
+        "footer_links": ["api", "gradio", "settings"],
         "ssr_mode": False,  # the page comes from Python, so the language switch's middleware can reach it
         "app_kwargs": {"middleware": language_middleware()},
     }
@@ -88,7 +109,12 @@ def main() -> None:
         from pipelines.prepare import ensure_embedded_packages
 
         ensure_embedded_packages()
-    build_app(AppContext.create(config)).launch(**launch_kwargs(config))
+    ctx = AppContext.create(config)
+    demo = build_app(ctx)
+    demo.launch(prevent_thread_lock=True, **launch_kwargs(config))
+    demo.app.include_router(openai_routes(ctx))  # the OpenAI-compatible /v1 API on the same port
+    ctx.start_warmup()  # the page is served already; the banner shows what is being prepared
+    demo.block_thread()
 
 
 if __name__ == "__main__":

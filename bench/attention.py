@@ -25,15 +25,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from pipelines.attention import AttentionInput, AttentionTask, BertvizOptions, Selection, build_views  # noqa: E402
+from pipelines.attention import AttentionInput, BertvizOptions, Selection, build_views  # noqa: E402
 from pipelines.attention.bertviz_html import iframe  # noqa: E402
 from pipelines.attention.extract import backbone, load_for_attention  # noqa: E402
+from pipelines.attention.task import AttentionTask  # noqa: E402
 from pipelines.context import AppContext  # noqa: E402
 
 MODELS = ("minilm-l6", "smollm2-135m-instruct")
 LENGTHS = (64, 256, 512)
 TEXT = "The animal didn't cross the street because it was too tired, so it lay down and slept. " * 80
-SERVED = BertvizOptions(vendor_base="gradio_api/file=/app/assets/vendor")
+SERVED = BertvizOptions.for_mode("served")
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -68,7 +69,7 @@ def full_request(ctx: AppContext, ref: str, tokens: int, sizes: dict):
         result = task(AttentionInput(TEXT, max_tokens=tokens))
         views = build_views(result, Selection(layer=0, head=0, token=0))
         frames = [iframe(views.head_view), iframe(views.model_view)]
-        plots = [fig.to_json() for fig in vars(views.plots).values()]
+        plots = [fig.to_json() for fig in views.plots.as_tuple()]
         sizes.update(
             tokens=result.num_tokens,
             html=sum(len(f.encode()) for f in frames),
@@ -126,7 +127,7 @@ def main() -> None:
                 f"{drawn}"
             )
             for note in sizes["notes"]:
-                print(f"{'':<29}{note}")
+                print(f"{'':<29}{note.render()}")
     print("goal: all views under 1 s for 256 tokens on CPU")
 
 

@@ -136,7 +136,7 @@ def main() -> None:
                                      device="cpu")
         exact = fine_tuned_classifier(ctx.manager, ref, "float32")
         int8 = fine_tuned_classifier(ctx.manager, ref, "int8")
-        default = fine_tuned_classifier(ctx.manager, ref)  # the tab's default: precision "auto"
+        default = fine_tuned_classifier(ctx.manager, ref, decisions=ctx.decisions)  # the tab's default: "auto"
         for dtype in CANDIDATES:  # load (+ quantise) outside the timing
             ctx.manager.load(ref, "seq-cls", dtype=dtype)
         variants = {

@@ -30,7 +30,6 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.context import AppContext  # noqa: E402
 from pipelines.generation import GenerationService, GenerationSettings  # noqa: E402
-from pipelines.generation.threads import TUNER, run_in_compute  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 PROMPT = (
@@ -71,7 +70,8 @@ def run_pipeline(pipe, new_tokens: int) -> dict:
 def run_app(service: GenerationService, precision: str, new_tokens: int) -> dict:
     """The app's path end to end (model lookup, prompt encoding, streaming); TTFT from the call to the first
     token reaching the caller."""
-    settings = GenerationSettings(max_new_tokens=new_tokens, mode="completion", precision=precision)
+    settings = GenerationSettings(max_new_tokens=new_tokens, mode="completion", precision=precision,
+                                  do_sample=False)  # greedy (completion's default too), comparable with the pipeline
     started = time.perf_counter()
     first, result = None, None
     for snapshot in service.stream(MODEL, PROMPT, settings):
@@ -134,7 +134,8 @@ def main() -> None:
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="lmw-bench-gen-"))
-    ctx = AppContext.create(AppConfig(data_dir=data, cache_dir=AppConfig.from_env().cache_dir))
+    env = AppConfig.from_env()
+    ctx = AppContext.create(AppConfig(data_dir=data, cache_dir=env.cache_dir, gen_threads=env.gen_threads))
     service = GenerationService(ctx)
     loaded = ctx.manager.load(MODEL, "causal-lm", dtype="float32")
     pipe = transformers.pipeline("text-generation", model=loaded.model, tokenizer=loaded.tokenizer)
@@ -150,7 +151,7 @@ def main() -> None:
         print(f"  {name:12s} perplexity {m['ppl']:8.3f}   decode step {1000 * m['step_s']:6.1f} ms")
 
     # Baseline: the pipeline called from the main thread, as a plain script does. The app runs every generation
-    # in one long-lived compute thread (pipelines/generation/engine.py COMPUTE).
+    # in one long-lived compute thread (ctx.compute, pipelines/generation/threads.py ComputeThread).
     variants = {"pipeline fp32": lambda: run_pipeline(pipe, args.new_tokens)}
     variants["pipeline fp32, fresh thread"] = lambda: in_fresh_thread(lambda: run_pipeline(pipe, args.new_tokens))
     variants["pipeline fp32, 1 thread"] = lambda: one_thread(lambda: run_pipeline(pipe, args.new_tokens))
@@ -174,15 +175,16 @@ def main() -> None:
         tps, ttft, ids = median(rs, "tps"), median(rs, "ttft"), rs[-1]["ids"]
         same = sum(a == b for a, b in zip(ids, base_ids, strict=False)) / max(len(base_ids), 1)
         print(f"{name:28s} {tps:9.2f} {tps / base_tps:9.2f}x {ttft:8.3f} {base_ttft / ttft:9.2f}x {same:21.0%}")
-    print(f"\napp compute thread: {TUNER.best} torch thread(s) chosen from measured decoding steps "
-          f"(candidates {TUNER.counts})")
+    tuner = ctx.compute.tuner
+    print(f"\napp compute thread: {tuner.best} torch thread(s) chosen from measured decoding steps "
+          f"(candidates {tuner.counts})")
     identical = runs["app fp32"][-1]["ids"] == base_ids
     fp32_ppl = choice.measurements["float32"]["ppl"]
     auto_ppl = choice.measurements[choice.precision]["ppl"]
     prompt_ids = loaded.tokenizer(PROMPT).input_ids
     for precision in ("auto", "bfloat16", "int8-weight"):
         engine = service.engine(MODEL, precision)
-        share = run_in_compute(lambda m=engine.model: forced_agreement(m, prompt_ids, base_ids))
+        share = ctx.compute.run(lambda m=engine.model: forced_agreement(m, prompt_ids, base_ids))
         print(f"app {precision} ({engine.precision.split(',')[0]}): greedy token equal to fp32's at {share:.0%} of the "
               f"{len(base_ids)} positions of fp32's answer (teacher-forced)")
     print(f"app fp32 greedy output identical to the pipeline's: {identical}")

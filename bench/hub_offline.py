@@ -18,7 +18,7 @@ os.environ.pop("TRANSFORMERS_OFFLINE", None)
 
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.models import ModelManager  # noqa: E402
-from pipelines.models.hub import hub_reachable, reset_hub_check  # noqa: E402
+from pipelines.models.hub import HubCheck  # noqa: E402
 
 REF = "nobody-here/no-such-model-xyz"
 
@@ -36,12 +36,12 @@ def timed(fn) -> tuple[float, str]:
 def main() -> None:
     from transformers import AutoConfig
 
-    if hub_reachable():
+    if HubCheck().reachable():
         print("The Hub is reachable from here; this benchmark needs a machine without network.")
         return
     with tempfile.TemporaryDirectory() as data:
         manager = ModelManager(AppConfig(data_dir=Path(data)))
-        reset_hub_check()
+        manager.hub.reset()
         first, outcome = timed(lambda: manager.load(REF))
         print(f"manager.load (first, probes the Hub): {first:6.2f} s  {outcome}")
         cached, _ = timed(lambda: manager.load(REF))

@@ -1,35 +1,53 @@
 """CSV batch mode shared by the Classify, Summarize and Extract tabs: upload, pick columns, run with progress
-and Stop, preview, download CSV/JSON, and metrics when a label/reference column is given."""
+and Stop, preview, download CSV/JSON, and metrics when a label/reference column is given.
+
+The running job is a :class:`~pipelines.tasks.batch.BatchJob` kept in ``ctx.sessions`` under the browser session
+and ``batch:<tab>``: Stop finds it there, and closing the page stops it (``Sessions.end``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-import pandas as pd
-import plotly.graph_objects as go
 
-from components.i18n import localize, t
+from components.common import ErrorLine
+from components.i18n import request_lang, say, t, text
 from pipelines.context import AppContext
 from pipelines.errors import InputError
-from pipelines.tables import read_table
-from pipelines.tasks.batch import JOBS, BatchJob, ProcessFn, pick_column, result_frame, write_outputs
+from pipelines.messages import Msg, has_key
+from pipelines.sessions import session_key
+from pipelines.tasks.batch import BatchJob, ProcessFn, batch_kind, pick_column, result_frame, write_outputs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREVIEW_ROWS = 100
 POLL_SECONDS = 0.5
-MetricsFn = Callable[[pd.DataFrame, list[str]], tuple[str, go.Figure | None]]
+Note = Msg | str
+MetricsFn = Callable[["pd.DataFrame", list[str]], tuple[Note, Any]]
 
 
 @dataclass
 class BatchSpec:
-    """What a tab runs per mini-batch, and how it scores the results against the reference column."""
+    """What a tab runs per mini-batch, and how it scores the results against the reference column.
+
+    ``notes`` are shown under the status once the run ends; ``describe`` (optional) gives a note that can change
+    while the job runs (e.g. the precision auto chose), read when the status is built.
+    """
 
     process: ProcessFn
     batch_size: int = 16
     metrics: MetricsFn | None = None
     stem: str = "results"
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    describe: Callable[[], Note | None] | None = None
+
+    def all_notes(self) -> list[Note]:
+        live = self.describe() if self.describe is not None else None
+        return [n for n in [*self.notes, live] if n]
 
 
 @dataclass
@@ -44,16 +62,32 @@ class BatchWidgets:
     plot: gr.Plot
     preview: gr.Dataframe
     downloads: gr.File
+    errors: ErrorLine | None = None
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         return [self.status, self.preview, self.downloads, self.metrics, self.plot]
 
 
-def batch_section(tab: str, ref_label_key: str | None) -> BatchWidgets:
-    """The CSV batch widgets (inside the caller's layout); ``ref_label_key`` names the optional metric column."""
+def msg_reporter(progress: gr.Progress | None, lang: str) -> Callable[[float, Note], None]:
+    """Adapt a ``gr.Progress`` to the pipelines' ``(fraction, message)`` callback, rendering keyed messages."""
+
+    def report(fraction: float, desc: Note) -> None:
+        if progress is not None:
+            progress(fraction, desc=say(desc, lang) if isinstance(desc, Msg) else desc)
+
+    return report
+
+
+def batch_section(ctx: AppContext, tab: str, ref_label_key: str | None) -> BatchWidgets:
+    """The CSV batch widgets (inside the caller's layout); ``ref_label_key`` names the optional metric column.
+
+    The section has its own error line (``widgets.errors``): guard the run handler with it; :func:`wire_stop`
+    watches the run event.
+    """
     gr.Markdown(t("batch.intro"))
-    file = gr.File(label=t("batch.file"), file_types=[".csv", ".tsv", ".txt", ".jsonl"], type="filepath")
+    file = gr.File(label=t("batch.file"), file_types=[".csv", ".tsv", ".txt", ".jsonl"], type="filepath",
+                   elem_id=f"{tab}-batch-file")
     with gr.Row():
         text_col = gr.Dropdown([], label=t("batch.text_column"), allow_custom_value=True, interactive=True)
         ref_col = (gr.Dropdown([], label=t(ref_label_key), allow_custom_value=True, interactive=True)
@@ -61,21 +95,21 @@ def batch_section(tab: str, ref_label_key: str | None) -> BatchWidgets:
     with gr.Row():
         run = gr.Button(t("batch.run"), variant="primary", elem_id=f"{tab}-batch-run")
         stop = gr.Button(t("batch.stop"), variant="stop", elem_id=f"{tab}-batch-stop")
+    errors = ErrorLine(ctx, f"{tab}-batch-errors")
     status = gr.Markdown(elem_id=f"{tab}-batch-status")
     metrics = gr.Markdown(elem_id=f"{tab}-batch-metrics")
     plot = gr.Plot(label=t("batch.confusion"), visible=ref_label_key is not None, elem_id=f"{tab}-batch-plot")
-    preview = gr.Dataframe(label=t("batch.preview"), interactive=False, wrap=True, max_height=400)
+    preview = gr.Dataframe(label=t("batch.preview"), interactive=False, wrap=True, max_height=400,
+                           elem_id=f"{tab}-batch-preview")
     downloads = gr.File(label=t("batch.downloads"), file_count="multiple", interactive=False,
                         elem_id=f"{tab}-batch-files")
-    widgets = BatchWidgets(file, text_col, ref_col, run, stop, status, metrics, plot, preview, downloads)
+    widgets = BatchWidgets(file, text_col, ref_col, run, stop, status, metrics, plot, preview, downloads, errors)
 
     def columns(path: str | None) -> tuple:
+        """Fill the column pickers with the uploaded table's columns (best guesses selected)."""
         if not path:
             return (gr.Dropdown(choices=[], value=None),) * (2 if ref_col else 1)
-        try:
-            table = read_table(path)
-        except InputError as exc:
-            raise gr.Error(localize(str(exc))) from None
+        table = ctx.read_upload(path)
         cols = table.columns
         out = [gr.Dropdown(choices=cols, value=pick_column(table, None))]
         if ref_col is not None:
@@ -83,74 +117,113 @@ def batch_section(tab: str, ref_label_key: str | None) -> BatchWidgets:
             out.append(gr.Dropdown(choices=["", *cols], value=guess or ""))
         return tuple(out)
 
-    file.upload(columns, file, [text_col, ref_col] if ref_col else [text_col], api_visibility="private")
+    upload = file.upload(errors.guard(columns), file, [text_col, ref_col] if ref_col else [text_col],
+                         api_visibility="private")
+    errors.watch(upload)
     return widgets
 
 
-def _session_key(tab: str, request: gr.Request | None) -> str:
-    return f"{tab}:{getattr(request, 'session_hash', None) or 'local'}"
+def preview_frame(results: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """The first rows of ``results`` with the result columns' headers in ``lang`` (the downloads keep the names)."""
+    head = results.head(PREVIEW_ROWS)
+    names = {c: text(f"batch.column_{c}", lang) for c in head.columns if isinstance(c, str) and
+             has_key(f"batch.column_{c}")}
+    return head.rename(columns=names)
 
 
-def _finish(job: BatchJob, frame: pd.DataFrame, refs: list[str] | None, spec: BatchSpec) -> tuple:
-    """Final outputs: status, preview, the two download files, metrics text and figure."""
-    results = result_frame(frame, job.results)
-    files = write_outputs(results, spec.stem) if job.done else None
-    metrics_text, figure = "", None
-    if refs is not None and spec.metrics is not None and job.done:
-        metrics_text, figure = spec.metrics(results, refs[: job.done])
-    status = localize(job.status())
-    notes = [n for n in spec.notes if n]
-    if notes:
-        status += "\n\n" + "\n".join(f"- {localize(n)}" for n in notes)
-    return status, results.head(PREVIEW_ROWS), files, metrics_text, figure
+def _texts(values: list[Any]) -> list[str]:
+    return ["" if v is None else v if isinstance(v, str) else str(v) for v in values]
+
+
+@dataclass
+class BatchRun:
+    """One run's job, table, reference column and spec: builds the outputs shown while it runs and at the end."""
+
+    job: BatchJob
+    frame: Any
+    refs: list[str] | None
+    spec: BatchSpec
+    lang: str
+
+    def status(self) -> str:
+        return say(self.job.status(), self.lang)
+
+    def running(self) -> tuple:
+        preview = preview_frame(result_frame(self.frame, self.job.results).tail(PREVIEW_ROWS), self.lang)
+        return self.status(), preview, gr.skip(), gr.skip(), gr.skip()
+
+    def final(self) -> tuple:
+        """Final outputs: status with notes, preview, the two download files, metrics text and figure."""
+        job, spec = self.job, self.spec
+        results = result_frame(self.frame, job.results)
+        files = write_outputs(results, spec.stem) if job.done else None
+        metrics_text, figure = "", None
+        if self.refs is not None and spec.metrics is not None and job.done:
+            note, figure = spec.metrics(results, self.refs[: job.done])
+            metrics_text = say(note, self.lang)
+        status = self.status()
+        notes = spec.all_notes()
+        if notes:
+            status += "\n\n" + "\n".join(f"- {say(n, self.lang)}" for n in notes)
+        return status, preview_frame(results, self.lang), files, metrics_text, figure
 
 
 def run_batch(ctx: AppContext, tab: str, file: str | None, text_column: str | None, ref_column: str | None,
               make_spec: Callable[[], BatchSpec], request: gr.Request | None = None,
               progress: gr.Progress | None = None) -> Iterator[tuple]:
-    """Generator body of a ``*_csv`` handler: yields (status, preview, files, metrics, plot) while it runs."""
+    """Generator body of a ``*_csv`` handler: yields (status, preview, files, metrics, plot) while it runs.
+
+    Rows longer than ``ctx.limits.max_input_chars`` are cut (one note says how many).
+    """
     if not file:
-        raise InputError("Upload a CSV, TSV or JSONL file first.")
+        raise InputError("batch.no_file")
+    lang = request_lang(request)
     table = ctx.read_upload(file)
     text_col = pick_column(table, text_column)
     ref_col = pick_column(table, ref_column, required=False) if ref_column else None
     spec = make_spec()
-    spec.notes = [*table.notes, *spec.notes]
     frame = table.frame
-    refs = frame[ref_col].tolist() if ref_col else None
-    job = BatchJob(frame[text_col].tolist(), spec.process, spec.batch_size)
-    job.finalize = lambda: _finish(job, frame, refs, spec)
-    key = _session_key(tab, request)
-    JOBS.put(key, job)
+    raw = _texts(frame[text_col].tolist())
+    texts = ctx.limits.cut_many(raw)
+    cut = sum(len(a) != len(b) for a, b in zip(raw, texts, strict=True))
+    cut_note = [Msg.of("batch.rows_cut", count=cut, limit=f"{ctx.limits.max_input_chars:,}")] if cut else []
+    spec.notes = [*table.notes, *cut_note, *spec.notes]
+    refs = _texts(frame[ref_col].tolist()) if ref_col else None
+    job = BatchJob(texts, spec.process, spec.batch_size)
+    batch = BatchRun(job, frame, refs, spec, lang)
+    job.finalize = batch.final
+    ctx.sessions.put(session_key(request), batch_kind(tab), job)
     job.start()
     shown = -1
+    report = msg_reporter(progress, lang)
     try:
         while not job.wait(POLL_SECONDS):
-            if progress is not None:
-                progress(job.done / max(1, job.total), desc=f"{job.done}/{job.total} rows")
+            report(job.done / max(1, job.total), Msg.of("batch.progress", done=job.done, total=job.total))
             if job.done != shown:
                 shown = job.done
-                preview = result_frame(frame, job.results).tail(PREVIEW_ROWS)
-                yield localize(job.status()), preview, gr.skip(), gr.skip(), gr.skip()
+                yield batch.running()
     finally:
         job.stop()  # the handler was cancelled or failed: stop the worker, keep what is done
-    yield _finish(job, frame, refs, spec)
+    yield batch.final()
 
 
-def stop_batch(tab: str, request: gr.Request | None = None) -> tuple:
+def stop_batch(ctx: AppContext, tab: str, request: gr.Request | None = None) -> tuple:
     """Stop this session's running job, wait for its current mini-batch, and return what is done."""
-    job = JOBS.get(_session_key(tab, request))
+    job = ctx.sessions.stop(session_key(request), batch_kind(tab))
     if job is None:
-        return localize("Nothing is running."), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    job.stop()
+        return text("batch.nothing_running", request_lang(request)), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     job.wait(120)
-    return job.finalize() if job.finalize else (job.status(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    if job.finalize is not None:
+        return job.finalize()
+    return say(job.status(), request_lang(request)), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
 
-def wire_stop(tab: str, widgets: BatchWidgets, run_event) -> None:
-    """Stop button: cancel the running handler and show/download the rows already done."""
+def wire_stop(ctx: AppContext, tab: str, widgets: BatchWidgets, run_event: Any) -> None:
+    """Stop button: cancel the running handler and show/download the rows already done; errors go to the line."""
 
     def stop(request: gr.Request) -> tuple:
-        return stop_batch(tab, request)
+        return stop_batch(ctx, tab, request)
 
+    if widgets.errors is not None:
+        widgets.errors.watch(run_event)
     widgets.stop.click(stop, None, widgets.outputs, cancels=[run_event], api_visibility="private")

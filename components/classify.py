@@ -1,149 +1,156 @@
-"""Classify tab: a fine-tuned classifier or zero-shot labels (embeddings, NLI, LM) for one text or a whole CSV."""
+"""Classify tab: a fine-tuned classifier or zero-shot labels (embeddings, NLI, LM) for one text or a whole CSV.
+
+Layout and event wiring only; the handlers are :class:`components.classify_handlers.ClassifyHandlers`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import pandas as pd
-import plotly.graph_objects as go
 
-from components.batch_ui import BatchSpec, batch_section, run_batch, wire_stop
-from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
-from components.i18n import localize, t
-from pipelines.charts import confusion_figure
+from components.batch_ui import BatchWidgets, batch_section, wire_stop
+from components.classify_handlers import ClassifyHandlers, label_metrics, probability_chart
+from components.common import ErrorLine, examples, model_picker, run_example
+from components.i18n import t
 from pipelines.context import HEAVY, AppContext
-from pipelines.errors import InputError
-from pipelines.tasks.classify import DEFAULT_MODELS, DEFAULT_TEMPLATE, ClassifierSpec, make_classifier
-from pipelines.tasks.metrics import classification_metrics
-from pipelines.tasks.sentences import cap_text
+from pipelines.models.kinds import CLASSIFY_PRECISIONS, Precision
+from pipelines.tasks.classify import DEFAULT_MODELS, DEFAULT_TEMPLATE, Method
 
+__all__ = ["build_classify_tab", "label_metrics", "probability_chart"]
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-
-METHOD_CHOICES = [
-    (t("classify.method_embeddings"), "embeddings"),
-    (t("classify.method_nli"), "nli"),
-    (t("classify.method_lm"), "lm"),
-    (t("classify.method_finetuned"), "finetuned"),
-]
-PRECISION_CHOICES = [(t("classify.precision_auto"), "auto"), (t("classify.precision_float32"), "float32"),
-                     (t("classify.precision_bfloat16"), "bfloat16"), (t("classify.precision_int8"), "int8")]
+LABELS = "sports, cooking, finance"
 
 
-def probability_chart(scores: dict[str, float]) -> go.Figure:
-    """Horizontal bars of every label's probability, the most likely on top."""
-    labels = list(scores)[::-1]
-    values = [scores[label] for label in labels]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", text=[f"{v:.1%}" for v in values],
-                           textposition="auto", marker_color="#2563eb"))
-    fig.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%"}, height=120 + 36 * len(labels),
-                      margin={"l": 10, "r": 10, "t": 10, "b": 30})
-    return fig
+def method_choices(nli: bool) -> list[tuple[gr.i18n.I18nData, str]]:
+    """The method options; NLI only where an NLI model can be used."""
+    methods = [Method.EMBEDDINGS, Method.NLI, Method.LM, Method.FINETUNED]
+    return [(t(f"classify.method_{m.value}"), m.value) for m in methods if nli or m != Method.NLI]
 
 
-def label_metrics(results: pd.DataFrame, truth: list[str]) -> tuple[str, go.Figure | None]:
-    scores = classification_metrics(truth, results["predicted_label"].tolist())
-    if not scores:
-        return localize("The label column is empty, so no metrics were computed."), None
-    text = (f"**Accuracy** {scores['accuracy']:.3f} · **Macro-F1** {scores['macro_f1']:.3f} "
-            f"over {scores['count']} labelled rows")
-    return text, confusion_figure(scores["labels"], scores["matrix"])
+def precision_choices() -> list[tuple[gr.i18n.I18nData, str]]:
+    return [(t(f"classify.precision_{p.value}"), p.value) for p in CLASSIFY_PRECISIONS]
+
+
+@dataclass
+class Settings:
+    method: gr.Radio
+    model: gr.Dropdown
+    labels: gr.Textbox
+    template: gr.Textbox
+    nli_note: gr.Markdown
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        return [self.method, self.model, self.labels, self.template]
+
+
+@dataclass
+class Single:
+    text: gr.Textbox
+    run: gr.Button
+    examples: gr.Examples
+    errors: ErrorLine
+    top: gr.Textbox
+    note: gr.Markdown
+    chart: gr.Plot
+    scores: gr.JSON
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.top, self.chart, self.scores, self.note]
+
+
+def _settings(ctx: AppContext, handlers: ClassifyHandlers) -> Settings:
+    nli = handlers.nli()
+    with gr.Row():
+        with gr.Column():
+            method = gr.Radio(method_choices(nli.available), value=Method.EMBEDDINGS.value,
+                              label=t("classify.method"), elem_id="classify-method")
+            nli_note = gr.Markdown(t("classify.nli_unavailable"), visible=not nli.available,
+                                   elem_id="classify-nli-note")
+        model = model_picker(ctx, kinds=("any",), value=DEFAULT_MODELS[Method.EMBEDDINGS.value])
+    with gr.Row():
+        labels = gr.Textbox(value=LABELS, label=t("classify.labels"), info=t("classify.labels_info"))
+        template = gr.Textbox(value=DEFAULT_TEMPLATE, label=t("classify.template"), info=t("classify.template_info"))
+    return Settings(method, model, labels, template, nli_note)
+
+
+def _single(ctx: AppContext, settings: Settings) -> Single:
+    text = gr.Textbox(lines=4, label=t("classify.text"), value="The team won the football match last night.",
+                      elem_id="classify-text")
+    run = gr.Button(t("classify.run"), variant="primary", elem_id="classify-run")
+    errors = ErrorLine(ctx, "classify-errors")
+    ex = examples(
+        [["I can't wait to watch the match tonight!", "embeddings", "minilm-l6", LABELS],
+         ["Add the butter and stir until the sauce thickens.", "embeddings", "minilm-l6", LABELS],
+         ["The support team never answered my emails.", "lm", "smollm2-135m-instruct", "positive, negative"]],
+        [text, settings.method, settings.model, settings.labels])
+    with gr.Row():
+        top = gr.Textbox(label=t("classify.top"), interactive=False, elem_id="classify-top")
+        note = gr.Markdown(elem_id="classify-note")
+    chart = gr.Plot(label=t("classify.chart"), elem_id="classify-chart")
+    scores = gr.JSON(label=t("classify.scores"))
+    return Single(text, run, ex, errors, top, note, chart, scores)
+
+
+def _wire_settings(handlers: ClassifyHandlers, settings: Settings) -> None:
+    settings.method.change(lambda m: gr.Dropdown(value=handlers.default_model(m)), settings.method, settings.model,
+                           api_visibility="private", queue=False)
+    root = gr.context.Context.root_block
+    if root is not None:  # the page's load: NLI may have become possible (a model added, the Hub reachable)
+
+        def refresh(method: str) -> tuple:
+            nli = handlers.nli()
+            value = method if nli.available or method != Method.NLI else Method.EMBEDDINGS.value
+            return gr.Radio(choices=method_choices(nli.available), value=value), gr.Markdown(visible=not nli.available)
+
+        root.load(refresh, settings.method, [settings.method, settings.nli_note], api_visibility="private",
+                  queue=False, show_progress="hidden")
+
+
+def _wire_single(handlers: ClassifyHandlers, settings: Settings, single: Single) -> None:
+    classify = single.errors.guard(handlers.classify)
+    inputs = [single.text, *settings.inputs]
+    event = single.run.click(classify, inputs, single.outputs, api_name="classify", concurrency_id=HEAVY)
+    clicked = run_example(single.examples, classify, inputs, single.outputs, concurrency_id=HEAVY)
+    single.errors.watch(event, clicked)
+
+
+def _batch(ctx: AppContext, settings: Settings) -> tuple[BatchWidgets, gr.Dropdown, gr.Examples]:
+    batch = batch_section(ctx, "classify", "batch.label_column")
+    precision = gr.Dropdown(precision_choices(), value=Precision.AUTO.value, label=t("classify.precision"),
+                            info=t("classify.precision_info"), elem_id="classify-precision")
+    ex = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "label", "embeddings", "minilm-l6",
+                    "positive, negative"]],
+                  [batch.file, batch.text_col, batch.ref_col, settings.method, settings.model, settings.labels])
+    return batch, precision, ex
+
+
+def _wire_batch(ctx: AppContext, handlers: ClassifyHandlers, settings: Settings, batch: BatchWidgets,
+                precision: gr.Dropdown, ex: gr.Examples) -> None:
+    classify_csv = batch.errors.guard(handlers.classify_csv)
+    inputs = [batch.file, batch.text_col, batch.ref_col, *settings.inputs]
+    run_event = batch.run.click(classify_csv, [*inputs, precision], batch.outputs, api_name="classify_csv",
+                                concurrency_id=HEAVY)
+    clicked = run_example(ex, classify_csv, inputs, batch.outputs, concurrency_id=HEAVY)
+    batch.errors.watch(clicked)
+    wire_stop(ctx, "classify", batch, run_event)
 
 
 def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     """Build the Classify tab inside the current Blocks context."""
+    handlers = ClassifyHandlers(ctx)
     gr.Markdown(t("classify.intro"))
-    with gr.Row():
-        method = gr.Radio(METHOD_CHOICES, value="embeddings", label=t("classify.method"))
-        model = model_picker(ctx, kinds=("any",), value=DEFAULT_MODELS["embeddings"])
-    with gr.Row():
-        labels = gr.Textbox(value="sports, cooking, finance", label=t("classify.labels"),
-                            info=t("classify.labels_info"))
-        template = gr.Textbox(value=DEFAULT_TEMPLATE, label=t("classify.template"), info=t("classify.template_info"))
+    settings = _settings(ctx, handlers)
     with gr.Tab(t("classify.single")):
-        text = gr.Textbox(lines=4, label=t("classify.text"), value="The team won the football match last night.",
-                          elem_id="classify-text")
-        go_btn = gr.Button(t("classify.run"), variant="primary", elem_id="classify-run")
-        single_examples = examples(
-            [["I can't wait to watch the match tonight!", "embeddings", "minilm-l6", "sports, cooking, finance"],
-             ["Add the butter and stir until the sauce thickens.", "embeddings", "minilm-l6",
-              "sports, cooking, finance"],
-             ["The support team never answered my emails.", "lm", "smollm2-135m-instruct", "positive, negative"]],
-            [text, method, model, labels])
-        with gr.Row():
-            top = gr.Textbox(label=t("classify.top"), interactive=False, elem_id="classify-top")
-            note = gr.Markdown(elem_id="classify-note")
-        chart = gr.Plot(label=t("classify.chart"), elem_id="classify-chart")
-        scores = gr.JSON(label=t("classify.scores"))
+        single = _single(ctx, settings)
     with gr.Tab(t("batch.title")):
-        batch = batch_section("classify", "batch.label_column")
-        precision = gr.Dropdown(PRECISION_CHOICES, value="auto", label=t("classify.precision"),
-                                info=t("classify.precision_info"), elem_id="classify-precision")
-        batch_examples = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "label", "embeddings", "minilm-l6",
-                                    "positive, negative"]],
-                                  [batch.file, batch.text_col, batch.ref_col, method, model, labels])
-
-    def default_model(name: str) -> gr.Dropdown:
-        if name == "finetuned":
-            runs = ctx.model_choices(("seq-cls",))
-            runs = [ref for _, ref in runs if ref.startswith("run:")]
-            return gr.Dropdown(value=runs[0] if runs else "")
-        return gr.Dropdown(value=DEFAULT_MODELS.get(name, ""))
-
-    method.change(default_model, method, model, api_visibility="private", queue=False)
-
-    @ui_errors
-    def classify(text: str, method: str, model: str, labels: str, template: str,
-                 progress: gr.Progress = gr.Progress()) -> tuple:
-        """Classify one text. method: embeddings | nli | lm | finetuned; labels: comma-separated (zero-shot).
-
-        Returns the top label, a plotly bar chart and ``{label: probability}`` (sums to 1).
-        """
-        if not (text or "").strip():
-            raise InputError("Type or paste a text to classify.")
-        text, cut = cap_text(text, ctx.config.max_input_chars)
-        spec = ClassifierSpec(method, model, labels, template)
-        result = make_classifier(ctx.manager, spec, progress_reporter(progress)).classify([text])[0]
-        return result["label"], probability_chart(result["scores"]), result["scores"], cut or ""
-
-    go_btn.click(classify, [text, method, model, labels, template], [top, chart, scores, note],
-                 api_name="classify", concurrency_id=HEAVY)
-    run_example(single_examples, classify, [text, method, model, labels, template], [top, chart, scores, note],
-                concurrency_id=HEAVY)
-
-    @ui_errors
-    def classify_csv(file: str, text_column: str, label_column: str, method: str, model: str, labels: str,
-                     template: str, request: gr.Request, precision: str = "auto",
-                     progress: gr.Progress = gr.Progress()):
-        """Classify every row of a CSV/TSV/JSONL file; with a label column, report accuracy and macro-F1.
-
-        precision (fine-tuned classifier): auto (on the CPU, the fastest of bfloat16/int8 that agrees with float32
-        on the first rows) | float32 | bfloat16 | int8.
-        Yields (status, preview table, [results.csv, results.json], metrics, confusion matrix).
-        """
-
-        def make_spec() -> BatchSpec:
-            classifier = make_classifier(ctx.manager, ClassifierSpec(method, model, labels, template, precision))
-            max_chars = ctx.config.max_input_chars
-
-            def process(texts: list[str]) -> list[dict]:
-                out = classifier.classify([x[:max_chars] for x in texts])
-                if hasattr(classifier, "describe"):
-                    spec.notes[-1:] = [classifier.describe()]  # auto precision: which one it chose and why
-                return [{"predicted_label": r["label"], "score": round(r["scores"][r["label"]], 4)} for r in out]
-
-            spec = BatchSpec(process, getattr(classifier, "window", classifier.batch_size), label_metrics,
-                             stem="classified", notes=[""] if hasattr(classifier, "describe") else [])
-            return spec
-
-        yield from run_batch(ctx, "classify", file, text_column, label_column, make_spec, request, progress)
-
-    run_event = batch.run.click(
-        classify_csv, [batch.file, batch.text_col, batch.ref_col, method, model, labels, template, precision],
-        batch.outputs, api_name="classify_csv", concurrency_id=HEAVY,
-    )
-    run_example(batch_examples, classify_csv, [batch.file, batch.text_col, batch.ref_col, method, model, labels,
-                                               template], batch.outputs, concurrency_id=HEAVY)
-    wire_stop("classify", batch, run_event)
-    return {"method": method, "model": model, "labels": labels, "text": text, "run": go_btn, "top": top,
-            "chart": chart, "scores": scores, **{f"batch_{k}": v for k, v in vars(batch).items()}}
+        batch, precision, batch_examples = _batch(ctx, settings)
+    _wire_settings(handlers, settings)
+    _wire_single(handlers, settings, single)
+    _wire_batch(ctx, handlers, settings, batch, precision, batch_examples)
+    return {"method": settings.method, "model": settings.model, "labels": settings.labels, "text": single.text,
+            "run": single.run, "top": single.top, "chart": single.chart, "scores": single.scores,
+            "precision": precision, **{f"batch_{k}": v for k, v in vars(batch).items() if k != "errors"}}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
-from components.i18n import localize, request_lang, t, text
+from components.i18n import localize, request_lang, say, t, text
 from pipelines.context import AppContext
 from pipelines.errors import WorkbenchError
 from pipelines.messages import has_key
@@ -19,10 +20,14 @@ from pipelines.sessions import Sessions, session_key
 
 log = logging.getLogger(__name__)
 ERROR_VALUE = "error"  # the session value an ErrorLine shows
+LAST_TOAST = "last-toast"  # (message, monotonic time) of the session's last error toast
+GUARDED = "__lmw_guarded__"  # marks a handler wrapped by ui_errors, and a gr.Error it raised
+REPEAT_SECONDS = 3.0  # the same error again within this time is not toasted again
 
 
 def model_picker(
-    ctx: AppContext, kinds: tuple[str, ...] = (), value: str | None = None, label_key: str = "common.model"
+    ctx: AppContext, kinds: tuple[str, ...] = (), value: str | None = None, label_key: str = "common.model",
+    elem_id: str | None = None,
 ) -> gr.Dropdown:
     """A model dropdown listing embedded models and finished adapters; any hub id or folder can be typed.
 
@@ -36,6 +41,7 @@ def model_picker(
         info=t("common.model_info"),
         allow_custom_value=True,
         filterable=True,
+        elem_id=elem_id,
     )
     dropdown.focus(
         lambda: gr.Dropdown(choices=model_choices(ctx, kinds)), None, dropdown,
@@ -45,8 +51,9 @@ def model_picker(
 
 
 def model_choices(ctx: AppContext, kinds: tuple[str, ...] = ()) -> list[tuple[Any, str]]:
-    """The context's (label, reference) model choices, with the embedded models' labels translated."""
-    return [(embedded_label(ref) if ref in EMBEDDED else label, ref) for label, ref in ctx.model_choices(kinds)]
+    """The context's (label, reference) model choices, translated: embedded models in the browser's language,
+    fine-tuned runs ("<name> (adapter on <base>)") in the request's language."""
+    return [(embedded_label(ref) if ref in EMBEDDED else say(label), ref) for label, ref in ctx.model_choices(kinds)]
 
 
 def embedded_label(name: str) -> gr.i18n.I18nData:
@@ -59,7 +66,7 @@ def progress_reporter(progress: gr.Progress | None) -> Callable[[float, str], No
 
     def report(fraction: float, desc: str) -> None:
         if progress is not None:
-            progress(fraction, desc=desc)
+            progress(fraction, desc=say(desc) if desc else desc)  # keyed notes in the request's language
 
     return report
 
@@ -79,18 +86,39 @@ def ui_errors(fn: Callable[..., Any] | None = None, *, sessions: Sessions | None
     The message is in the request's language (the language switch's cookie, else Accept-Language). With
     ``sessions``, it is also kept for the session so an :class:`ErrorLine` can show it after the toast is gone.
     Usable as ``@ui_errors`` or ``ui_errors(fn, sessions=ctx.sessions)``.
+
+    One toast per failure: wrapping an already wrapped handler adds nothing (the inner wrapper's ``gr.Error``
+    passes through unchanged), and with ``sessions`` the same sentence failing again for the same session within
+    :data:`REPEAT_SECONDS` (a ``.then`` chain, an example's follow-up event, a change event that re-runs the same
+    check) fails silently -- the error line already shows it.
     """
     if fn is None:
         return functools.partial(ui_errors, sessions=sessions)
+    marker = sessions if sessions is not None else True
+    if getattr(fn, GUARDED, None) is not None and (sessions is None or getattr(fn, GUARDED) is sessions):
+        return fn
 
     def convert(exc: Exception) -> gr.Error:
+        if isinstance(exc, gr.Error) and getattr(exc, GUARDED, None) is not None:  # converted by an inner wrapper
+            if sessions is not None and getattr(exc, GUARDED) is not sessions:
+                sessions.set_value(session_key(current_request()), ERROR_VALUE, str(exc.message))
+                setattr(exc, GUARDED, sessions)
+            return exc
         lang = request_lang()  # the language of the request being handled (English outside one)
         if not isinstance(exc, WorkbenchError | gr.Error):
-            log.exception("Unexpected error in %s", fn.__name__)
+            log.exception("Unexpected error in %s", getattr(fn, "__name__", "handler"))
         message = error_text(exc, lang)
+        visible = True
         if sessions is not None:
-            sessions.set_value(session_key(current_request()), ERROR_VALUE, message)
-        return gr.Error(message, title=text("error.title", lang), print_exception=False)
+            session = session_key(current_request())
+            last = sessions.get_value(session, LAST_TOAST)
+            now = time.monotonic()
+            visible = not (last and last[0] == message and now - last[1] < REPEAT_SECONDS)
+            sessions.set_value(session, LAST_TOAST, (message, now))
+            sessions.set_value(session, ERROR_VALUE, message)
+        error = gr.Error(message, title=text("error.title", lang), print_exception=False, visible=visible)
+        setattr(error, GUARDED, marker)
+        return error
 
     if inspect.isgeneratorfunction(fn):
 
@@ -101,6 +129,7 @@ def ui_errors(fn: Callable[..., Any] | None = None, *, sessions: Sessions | None
             except Exception as exc:  # noqa: BLE001 - never show a traceback to the user
                 raise convert(exc) from None
 
+        setattr(gen_wrapper, GUARDED, marker)
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -110,6 +139,7 @@ def ui_errors(fn: Callable[..., Any] | None = None, *, sessions: Sessions | None
         except Exception as exc:  # noqa: BLE001 - never show a traceback to the user
             raise convert(exc) from None
 
+    setattr(wrapper, GUARDED, marker)
     return wrapper
 
 

@@ -1,42 +1,33 @@
-"""Extract tab: named entities, question answering, fields as JSON and keyphrases; single text or a whole CSV."""
+"""Extract tab (layout and wiring only): named entities, question answering, fields, keyphrases, CSV batch.
+
+The actions are :class:`components.extract_handlers.ExtractHandlers` methods; the work is in ``pipelines/``.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
-import pandas as pd
 
-from components.batch_ui import BatchSpec, batch_section, run_batch, wire_stop
-from components.common import (
-    embedded_label,
-    examples,
-    model_choices,
-    model_picker,
-    progress_reporter,
-    run_example,
-    ui_errors,
-)
-from components.i18n import localize, t
+from components.common import ErrorLine, embedded_label, examples, model_choices, model_picker, progress_reporter
+from components.common import run_example as on_example
+from components.extract_handlers import DEFAULT_NER, ExtractHandlers
+from components.extract_tables import empty_tables
+from components.i18n import request_lang, t
 from pipelines.context import HEAVY, AppContext
-from pipelines.errors import InputError
-from pipelines.tasks.embeddings import get_encoder
-from pipelines.tasks.extract import DEFAULT_NER, highlight_value, keyphrases, make_entity_extractor
-from pipelines.tasks.fields import extract_fields, parse_fields
-from pipelines.tasks.lm_prompting import DEFAULT_LM
-from pipelines.tasks.qa import answer_question, qa_highlight
-from pipelines.tasks.sentences import cap_text
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-
-ENTITY_COLUMNS = ["text", "label", "start", "end", "score"]
-MODES = [(t("extract.entities"), "entities"), (t("extract.keyphrases"), "keyphrases"),
-         (t("extract.fields"), "fields"), (t("extract.qa"), "answer")]
+DEFAULT_LM = "smollm2-135m-instruct"
+MODES = ((t("extract.entities"), "entities"), (t("extract.keyphrases"), "keyphrases"),
+         (t("extract.fields"), "fields"), (t("extract.qa"), "answer"))
 EXAMPLE = ("Apple opened a new office in Berlin on 3 March 2024. Tim Cook said the team will hire 200 engineers "
            "in Germany by next year.")
 EXAMPLE_2 = ("The European Space Agency will launch the Ariel telescope from French Guiana in 2029 to study the "
              "atmospheres of exoplanets.")
+INVOICE = "Invoice 2024-117 from Acme Ltd, due 30 April 2024, total 1,250 EUR."
+ORDER = "Order A-1042 placed on 3 March 2024: the blue kettle arrived broken and leaks."
+Widgets = dict[str, gr.components.Component]
 
 
 def _entity_choices(ctx: AppContext) -> list[tuple[object, str]]:
@@ -51,185 +42,160 @@ def _entity_picker(ctx: AppContext) -> gr.Dropdown:
     return picker
 
 
-def _fields_table(result: dict) -> pd.DataFrame:
-    rows = [[name, "" if value is None else str(value)] for name, value in result["fields"].items()]
-    return pd.DataFrame(rows, columns=["field", "value"])
+def _wire(errors: ErrorLine, trigger: Any, ex: gr.Examples, fn: Any, inputs: list, outputs: list,
+          api_name: str) -> Any:
+    """Button and example run ``fn`` (guarded: errors go to the status line, outputs keep their values)."""
+    guarded = errors.guard(fn)
+    event = trigger.click(guarded, inputs, outputs, api_name=api_name, concurrency_id=HEAVY)
+    errors.watch(event, on_example(ex, guarded, inputs, outputs, concurrency_id=HEAVY))
+    return event
 
 
-def _row_processor(ctx: AppContext, mode: str, model: str, fields: str, question: str):
-    """(process(texts) -> rows, batch size) for one extract_csv mode."""
-    max_chars = ctx.config.max_input_chars
-    if mode == "entities":
-        extractor = make_entity_extractor(ctx.manager, model)
-
-        def entities(texts: list[str]) -> list[dict]:
-            found = extractor.extract_many([x[:max_chars] for x in texts])
-            return [{"entities": "; ".join(f"{e['text']} ({e['label']})" for e in ents),
-                     "entities_json": json.dumps(ents, ensure_ascii=False)} for ents in found]
-
-        return entities, extractor.batch_size
-    if mode == "keyphrases":
-        encoder = get_encoder(ctx.manager)
-        return (lambda texts: [{"keyphrases": "; ".join(k["phrase"] for k in keyphrases(encoder, x[:max_chars]))
-                                if x.strip() else ""} for x in texts]), 8
-    if mode == "fields":
-        names = parse_fields(fields)
-        lm = ctx.manager.load((model or "").strip() or DEFAULT_LM, "causal-lm")
-
-        def one(x: str) -> dict:
-            if not x.strip():
-                return {**dict.fromkeys(names, ""), "problems": "empty text"}
-            result = extract_fields(lm, x[:max_chars], fields)
-            return {**result["fields"], "problems": " ".join(result["problems"])}
-
-        return (lambda texts: [one(x) for x in texts]), 1
-    if mode == "answer":
-        if not (question or "").strip():
-            raise InputError("Type the question to ask of every row.")
-
-        def ask(x: str) -> dict:
-            if not x.strip():
-                return {"answer": "", "evidence": ""}
-            result = answer_question(ctx.manager, model, question, x[:max_chars])
-            return {"answer": result["answer"], "evidence": result.get("evidence", "")}
-
-        return (lambda texts: [ask(x) for x in texts]), 1
-    raise InputError("Choose what to extract: entities, keyphrases, fields or answer.")
+def _warn(note: str) -> None:
+    if note:
+        gr.Warning(note)
 
 
-def build_extract_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
-    """Build the Extract tab inside the current Blocks context."""
-    gr.Markdown(t("extract.intro"))
-    with gr.Tab(t("extract.entities")):
-        ent_model = _entity_picker(ctx)
-        ent_text = gr.Textbox(lines=4, value=EXAMPLE, label=t("extract.text"), elem_id="extract-entities-text")
-        ent_btn = gr.Button(t("extract.find_entities"), variant="primary", elem_id="extract-entities-run")
-        ent_examples = examples([[EXAMPLE], [EXAMPLE_2]], [ent_text])
-        ent_highlight = gr.HighlightedText(label=t("extract.entities"), elem_id="extract-entities-output",
-                                           show_legend=True, combine_adjacent=False)
-        ent_table = gr.Dataframe(headers=ENTITY_COLUMNS, label=t("extract.entity_table"), interactive=False)
-    with gr.Tab(t("extract.qa")):
-        qa_model = model_picker(ctx, kinds=("qa", "causal-lm"), value=DEFAULT_LM)
-        qa_context = gr.Textbox(lines=5, value=EXAMPLE, label=t("extract.context"))
-        qa_question = gr.Textbox(value="Where did Apple open an office?", label=t("extract.question"))
-        qa_btn = gr.Button(t("extract.answer"), variant="primary", elem_id="extract-qa-run")
-        qa_examples = examples([[EXAMPLE, "Who said the team will hire engineers?"],
-                                [EXAMPLE_2, "Where will the telescope be launched from?"]], [qa_context, qa_question])
-        qa_answer = gr.Textbox(label=t("extract.answer_out"), interactive=False, elem_id="extract-qa-answer")
-        qa_highlight_out = gr.HighlightedText(label=t("extract.evidence"), show_legend=True)
-        qa_details = gr.JSON(label=t("extract.details"))
-    with gr.Tab(t("extract.fields")):
-        f_model = model_picker(ctx, kinds=("causal-lm",), value=DEFAULT_LM)
-        f_text = gr.Textbox(lines=4, label=t("extract.text"),
-                            value="Order A-1042 placed on 3 March 2024: the blue kettle arrived broken and leaks.")
-        f_names = gr.Textbox(value="product, order_id, date, complaint", label=t("extract.field_names"))
-        f_btn = gr.Button(t("extract.extract_fields"), variant="primary", elem_id="extract-fields-run")
-        f_examples = examples([["Invoice 2024-117 from Acme Ltd, due 30 April 2024, total 1,250 EUR.",
-                                "company, invoice_number, due_date, total"]], [f_text, f_names])
-        f_table = gr.Dataframe(headers=["field", "value"], label=t("extract.fields"), interactive=False)
-        f_notes = gr.Markdown(elem_id="extract-fields-notes")
-        f_raw = gr.Textbox(label=t("extract.raw_reply"), interactive=False, lines=3)
-    with gr.Tab(t("extract.keyphrases")):
-        k_text = gr.Textbox(lines=5, value=EXAMPLE, label=t("extract.text"))
-        k_top = gr.Slider(1, 20, value=8, step=1, label=t("extract.top_k"))
-        k_btn = gr.Button(t("extract.find_keyphrases"), variant="primary")
-        k_examples = examples([[EXAMPLE, 5], [EXAMPLE_2, 5]], [k_text, k_top])
-        k_table = gr.Dataframe(headers=["phrase", "score"], label=t("extract.keyphrases"), interactive=False)
-    with gr.Tab(t("batch.title")):
-        with gr.Row():
-            b_mode = gr.Radio(MODES, value="entities", label=t("extract.mode"))
-            b_model = gr.Textbox(value="", label=t("extract.batch_model"), info=t("extract.batch_model_info"))
-        with gr.Row():
-            b_fields = gr.Textbox(value="product, order_id, date", label=t("extract.field_names"))
-            b_question = gr.Textbox(value="", label=t("extract.question"))
-        batch = batch_section("extract", None)
-        batch_examples = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "keyphrases"]],
-                                  [batch.file, batch.text_col, b_mode])
+def _entities_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
+    model = _entity_picker(ctx)
+    text = gr.Textbox(lines=4, value=EXAMPLE, label=t("extract.text"), elem_id="extract-entities-text")
+    run = gr.Button(t("extract.find_entities"), variant="primary", elem_id="extract-entities-run")
+    errors = ErrorLine(ctx, "extract-entities-errors")
+    ex = examples([[EXAMPLE], [EXAMPLE_2]], [text])
+    highlight = gr.HighlightedText(label=t("extract.entities"), elem_id="extract-entities-output",
+                                   show_legend=True, combine_adjacent=False)
+    table = gr.Dataframe(label=t("extract.entity_table"), interactive=False, elem_id="extract-entities-table")
 
-    @ui_errors
     def extract_entities(text: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
         """Named entities of ``text`` with spaCy (default ``spacy-en-sm``) or a token-classification model.
 
-        Returns the HighlightedText value ``{text, entities}`` and a table (text, label, start, end, score).
+        Returns the HighlightedText value and a table (text, label, start, end, meaning[, score]).
         """
-        if not (text or "").strip():
-            raise InputError("Type or paste a text first.")
-        text, cut = cap_text(text, ctx.config.max_input_chars)
-        if cut:
-            gr.Warning(localize(cut))
-        ents = make_entity_extractor(ctx.manager, model, progress_reporter(progress)).extract_many([text])[0]
-        table = pd.DataFrame([[e[c] for c in ENTITY_COLUMNS] for e in ents], columns=ENTITY_COLUMNS)
-        return highlight_value(text, ents), table
+        value, found, note = handlers.entities(text, model, progress=progress_reporter(progress))
+        _warn(note)
+        return value, found
 
-    ent_btn.click(extract_entities, [ent_text, ent_model], [ent_highlight, ent_table],
-                  api_name="extract_entities", concurrency_id=HEAVY)
-    run_example(ent_examples, extract_entities, [ent_text, ent_model], [ent_highlight, ent_table],
-                concurrency_id=HEAVY)
+    _wire(errors, run, ex, extract_entities, [text, model], [highlight, table], "extract_entities")
+    return {"entities_text": text, "entities_model": model, "entities_run": run, "entities": highlight,
+            "entity_table": table, "entities_errors": errors.box}
 
-    @ui_errors
+
+def _qa_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
+    model = model_picker(ctx, kinds=("qa", "causal-lm"), value=DEFAULT_LM)
+    context = gr.Textbox(lines=5, value=EXAMPLE, label=t("extract.context"), elem_id="extract-qa-context")
+    question = gr.Textbox(value="Where did Apple open an office?", label=t("extract.question"),
+                          elem_id="extract-qa-question")
+    run = gr.Button(t("extract.answer"), variant="primary", elem_id="extract-qa-run")
+    errors = ErrorLine(ctx, "extract-qa-errors")
+    ex = examples([[EXAMPLE, "Who said the team will hire engineers?"],
+                   [EXAMPLE_2, "Where will the telescope be launched from?"]], [context, question])
+    answer_box = gr.Textbox(label=t("extract.answer_out"), interactive=False, elem_id="extract-qa-answer")
+    note = gr.Markdown(elem_id="extract-qa-note")
+    highlight = gr.HighlightedText(label=t("extract.evidence"), show_legend=True, elem_id="extract-qa-evidence")
+    details = gr.JSON(label=t("extract.details"))
+
     def answer(question: str, context: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Answer ``question`` from ``context``: span extraction with a QA model, or the LM's answer plus the
-        supporting sentence (embedding similarity). Returns the answer, a highlight value and details."""
-        context, cut = cap_text(context, ctx.config.max_input_chars)
-        result = answer_question(ctx.manager, model, question, context, progress=progress_reporter(progress))
-        if cut:
-            result["note"] = localize(cut)
-        return result["answer"], qa_highlight(context, result), result
+        """Answer ``question`` from ``context``: a span of the context (a QA model's span, or the candidate span an
+        LM scores best), or empty with a note. Returns the answer, the evidence highlight and details."""
+        return handlers.answer(question, context, model, progress=progress_reporter(progress))
 
-    qa_btn.click(answer, [qa_question, qa_context, qa_model], [qa_answer, qa_highlight_out, qa_details],
-                 api_name="answer", concurrency_id=HEAVY)
-    run_example(qa_examples, answer, [qa_question, qa_context, qa_model], [qa_answer, qa_highlight_out, qa_details],
-                concurrency_id=HEAVY)
+    event = _wire(errors, run, ex, answer, [question, context, model], [answer_box, highlight, details], "answer")
+    show = {"fn": lambda d: (d or {}).get("note") or "", "inputs": details, "outputs": note, "queue": False,
+            "show_progress": "hidden", "api_visibility": "private"}
+    event.success(**show)
+    details.change(**show)
+    return {"qa_context": context, "qa_question": question, "qa_run": run, "qa_answer": answer_box,
+            "qa_note": note, "qa_evidence": highlight, "qa_details": details, "qa_errors": errors.box}
 
-    @ui_errors
+
+def _fields_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
+    model = model_picker(ctx, kinds=("causal-lm",), value=DEFAULT_LM)
+    text = gr.Textbox(lines=4, label=t("extract.text"), value=ORDER, elem_id="extract-fields-text")
+    names = gr.Textbox(value="product, order_id, date, complaint", label=t("extract.field_names"),
+                       elem_id="extract-fields-names")
+    run = gr.Button(t("extract.extract_fields"), variant="primary", elem_id="extract-fields-run")
+    errors = ErrorLine(ctx, "extract-fields-errors")
+    ex = examples([[INVOICE, "company, invoice_number, due_date, total"]], [text, names])
+    table = gr.Dataframe(label=t("extract.fields"), interactive=False, elem_id="extract-fields-table")
+    notes = gr.Markdown(elem_id="extract-fields-notes")
+    raw = gr.Textbox(label=t("extract.raw_reply"), interactive=False, lines=3)
+
     def fields_handler(text: str, fields: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        """The named fields of ``text`` as JSON from the LM, parsed, repaired if needed and validated.
+        """The named fields of ``text``: each value is a span of the text (the LM's JSON value when the text has
+        it, else the span of the field's type that fits best) or is reported as missing / not supported.
 
-        Returns a (field, value) table, notes on repairs/missing/extra keys, and the raw reply.
+        Returns a (field, value, check) table, notes, and the LM's raw reply.
         """
-        text, cut = cap_text(text, ctx.config.max_input_chars)
-        lm = ctx.manager.load((model or "").strip() or DEFAULT_LM, "causal-lm", progress=progress_reporter(progress))
-        result = extract_fields(lm, text, fields)
-        problems = result["problems"] + ([cut] if cut else [])
-        notes = "\n".join(f"- {localize(p)}" for p in problems) or localize("All fields parsed from valid JSON.")
-        return _fields_table(result), notes, result["raw"]
+        return handlers.fields(text, fields, model, progress=progress_reporter(progress))
 
-    f_btn.click(fields_handler, [f_text, f_names, f_model], [f_table, f_notes, f_raw],
-                api_name="extract_fields", concurrency_id=HEAVY)
-    run_example(f_examples, fields_handler, [f_text, f_names, f_model], [f_table, f_notes, f_raw],
-                concurrency_id=HEAVY)
+    _wire(errors, run, ex, fields_handler, [text, names, model], [table, notes, raw], "extract_fields")
+    return {"fields_text": text, "fields_names": names, "fields_run": run, "fields_table": table,
+            "fields_notes": notes, "fields_errors": errors.box}
 
-    @ui_errors
-    def keyphrases_handler(text: str, top_k: float) -> pd.DataFrame:
-        """Keyphrases of ``text``: candidate n-grams ranked against the document embedding, diversified (MMR)."""
-        text, cut = cap_text(text, ctx.config.max_input_chars)
-        if cut:
-            gr.Warning(localize(cut))
-        found = keyphrases(get_encoder(ctx.manager), text, int(top_k or 8))
-        return pd.DataFrame([[k["phrase"], k["score"]] for k in found], columns=["phrase", "score"])
 
-    k_btn.click(keyphrases_handler, [k_text, k_top], k_table, api_name="extract_keyphrases", concurrency_id=HEAVY)
-    run_example(k_examples, keyphrases_handler, [k_text, k_top], k_table, concurrency_id=HEAVY)
+def _keyphrases_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
+    text = gr.Textbox(lines=5, value=EXAMPLE, label=t("extract.text"), elem_id="extract-keyphrases-text")
+    top = gr.Slider(1, 20, value=8, step=1, label=t("extract.top_k"))
+    run = gr.Button(t("extract.find_keyphrases"), variant="primary", elem_id="extract-keyphrases-run")
+    errors = ErrorLine(ctx, "extract-keyphrases-errors")
+    ex = examples([[EXAMPLE, 5], [EXAMPLE_2, 5]], [text, top])
+    table = gr.Dataframe(label=t("extract.keyphrases"), interactive=False, elem_id="extract-keyphrases-table")
 
-    @ui_errors
+    def keyphrases_handler(text: str, top_k: float) -> Any:
+        """Keyphrases of ``text``: noun chunks and entities ranked against the text embedding, diversified (MMR)."""
+        found, note = handlers.keyphrases(text, top_k)
+        _warn(note)
+        return found
+
+    _wire(errors, run, ex, keyphrases_handler, [text, top], [table], "extract_keyphrases")
+    return {"keyphrases_text": text, "keyphrases_run": run, "keyphrases": table, "keyphrases_errors": errors.box}
+
+
+def _batch_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
+    from components.batch_ui import batch_section, wire_stop
+
+    with gr.Row():
+        mode = gr.Radio(list(MODES), value="entities", label=t("extract.mode"), elem_id="extract-batch-mode")
+        model = gr.Textbox(value="", label=t("extract.batch_model"), info=t("extract.batch_model_info"))
+    with gr.Row():
+        fields = gr.Textbox(value="product, order_id, date", label=t("extract.field_names"))
+        question = gr.Textbox(value="", label=t("extract.question"))
+    batch = batch_section(ctx, "extract", None)
+    ex = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "keyphrases"]], [batch.file, batch.text_col, mode])
+
     def extract_csv(file: str, text_column: str, mode: str, model: str, fields: str, question: str,
                     request: gr.Request, progress: gr.Progress = gr.Progress()):
         """Extract from every row of a CSV/TSV/JSONL file. mode: entities | keyphrases | fields | answer.
 
         Yields (status, preview table, [extracted.csv, extracted.json], "", None).
         """
+        yield from handlers.csv(file, text_column, mode, model, fields, question, request, progress)
 
-        def make_spec() -> BatchSpec:
-            process, size = _row_processor(ctx, mode, model, fields, question)
-            return BatchSpec(process, size, None, stem=f"extracted-{mode}")
+    inputs = [batch.file, batch.text_col, mode, model, fields, question]
+    errors = batch.errors or ErrorLine(ctx, "extract-batch-errors")
+    guarded = errors.guard(extract_csv)
+    run_event = batch.run.click(guarded, inputs, batch.outputs, api_name="extract_csv", concurrency_id=HEAVY)
+    errors.watch(on_example(ex, guarded, inputs, batch.outputs, concurrency_id=HEAVY))
+    wire_stop(ctx, "extract", batch, run_event)  # also shows the run's errors on the batch's error line
+    parts = {f"batch_{k}": v for k, v in vars(batch).items() if isinstance(v, gr.components.Component)}
+    return {"batch_mode": mode, "batch_errors": errors.box, **parts}
 
-        yield from run_batch(ctx, "extract", file, text_column, None, make_spec, request, progress)
 
-    run_event = batch.run.click(extract_csv, [batch.file, batch.text_col, b_mode, b_model, b_fields, b_question],
-                                batch.outputs, api_name="extract_csv", concurrency_id=HEAVY)
-    run_example(batch_examples, extract_csv, [batch.file, batch.text_col, b_mode, b_model, b_fields, b_question],
-                batch.outputs, concurrency_id=HEAVY)
-    wire_stop("extract", batch, run_event)
-    return {"entities_text": ent_text, "entities_model": ent_model, "entities_run": ent_btn,
-            "entities": ent_highlight, "entity_table": ent_table, "qa_answer": qa_answer, "fields_table": f_table,
-            "keyphrases": k_table, **{f"batch_{k}": v for k, v in vars(batch).items()}}
+def build_extract_tab(ctx: AppContext) -> Widgets:
+    """Build the Extract tab inside the current Blocks context."""
+    handlers = ExtractHandlers(ctx)
+    gr.Markdown(t("extract.intro"))
+    widgets: Widgets = {}
+    for title, part in (("extract.entities", _entities_tab), ("extract.qa", _qa_tab),
+                        ("extract.fields", _fields_tab), ("extract.keyphrases", _keyphrases_tab),
+                        ("batch.title", _batch_tab)):
+        with gr.Tab(t(title)):
+            widgets |= part(ctx, handlers)
+
+    def headers(request: gr.Request) -> tuple:
+        """The empty tables' headers in the page's language (they are built on the server)."""
+        return empty_tables(request_lang(request))
+
+    gr.on(None, headers, None, [widgets["entity_table"], widgets["fields_table"], widgets["keyphrases"]],
+          queue=False, show_progress="hidden", api_visibility="private")
+    return widgets

@@ -1,67 +1,85 @@
-"""Fine-tune tab: upload a table, map columns, train a LoRA adapter live, inspect results, manage runs."""
+"""Fine-tune tab: upload a table, map columns, train a LoRA adapter live, inspect results, manage runs.
+
+Layout and event wiring only; the handlers are :class:`components.finetune_handlers.FinetuneHandlers`.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from components.common import examples, ui_errors
-from components.i18n import localize, t
+from components.common import ErrorLine, examples
+from components.finetune_handlers import NUMBER_FIELDS, FinetuneHandlers, RunsView, TrainView
+from components.i18n import request_lang, t
 from pipelines.context import HEAVY, AppContext
-from pipelines.errors import InputError
 from pipelines.models.embedded import EMBEDDED
-from pipelines.tables import Table
-from pipelines.training import view
-from pipelines.training.data import ColumnMapping, guess_mapping, prepare
-from pipelines.training.job import TrainingJob, base_location
+from pipelines.sessions import session_key
 from pipelines.training.settings import DEFAULT_MODELS, TrainSettings, preset
-from pipelines.training.spec import JobSpec
-from pipelines.training.store import delete_run, merge_run, zip_run
 
 TRAINING = "training"  # own concurrency id: training never queues behind (or blocks) inference
-PREVIEW_ROWS = 20
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
-REFRESH_S = 0.7
-# Settings shown as number fields, in UI order (target modules and checkpointing are separate widgets).
-NUMBER_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs", "batch_size", "grad_accum",
-                 "max_length", "warmup_ratio", "weight_decay", "val_split", "seed")
-INT_FIELDS = {f.name for f in fields(TrainSettings) if f.type == "int"}
+INT_FIELDS = frozenset(f.name for f in fields(TrainSettings) if f.type == "int")
+TRAIN_OUTPUTS = 9  # run id, progress, loss, log, results, confusion, details, runs table, run picker
 
 
-def _read(ctx: AppContext, path: str | None) -> Table:
-    if not path:
-        raise InputError("Upload a CSV, TSV or JSONL file first.")
-    return ctx.read_upload(path)
+@dataclass
+class DataForm:
+    upload: gr.File
+    task: gr.Radio
+    base: gr.Dropdown
+    cols: list[gr.Dropdown]  # text, label, prompt, response
+    lm_cols: gr.Row
+    run_name: gr.Textbox
+    table: gr.State
+    preview: gr.Dataframe
+    report: gr.Markdown
+    errors: ErrorLine
 
 
-def _mapping(task: str, text: str | None, label: str | None, prompt: str | None, response: str | None) -> ColumnMapping:
-    if task == "classification":
-        return ColumnMapping(text=text or None, label=label or None)
-    if prompt or response:
-        return ColumnMapping(prompt=prompt or None, response=response or None)
-    return ColumnMapping(text=text or None)
+@dataclass
+class SettingsForm:
+    preset: gr.Radio
+    numbers: dict[str, gr.Number]
+    targets: gr.Textbox
+    checkpointing: gr.Checkbox
 
 
-def _base_choices() -> list[str]:
-    return [m.name for m in EMBEDDED.values() if m.fmt != "spacy"]
+@dataclass
+class TrainPanel:
+    start: gr.Button
+    stop: gr.Button
+    errors: ErrorLine
+    spec: gr.Textbox
+    outputs: list[gr.components.Component]
 
 
-def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
-    """Build the Fine-tune tab inside the current Blocks context."""
-    jobs: dict[str, TrainingJob] = {}  # the latest job of each session, so Stop finds its own run
+@dataclass
+class RunsPanel:
+    table: gr.Dataframe
+    pick: gr.Dropdown
+    refresh: gr.Button
+    download: gr.Button
+    merge: gr.Button
+    delete: gr.Button
+    errors: ErrorLine
+    action: gr.Markdown
+    zip_file: gr.File
+    report: gr.Button
 
-    gr.Markdown(t("finetune.intro"))
-    table_state = gr.State(None)
+
+def _data_form(ctx: AppContext) -> DataForm:
+    table = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label=t("finetune.file"), file_types=[".csv", ".tsv", ".jsonl", ".txt"],
                              type="filepath", elem_id="ft-file")
             task = gr.Radio([(t("finetune.task_cls"), "classification"), (t("finetune.task_lm"), "causal-lm")],
                             value="classification", label=t("finetune.task"), elem_id="ft-task")
-            base = gr.Dropdown(_base_choices(), value=DEFAULT_MODELS["classification"], label=t("finetune.base"),
+            base = gr.Dropdown([m.name for m in EMBEDDED.values() if m.fmt != "spacy"],
+                               value=DEFAULT_MODELS["classification"], label=t("finetune.base"),
                                info=t("finetune.base_info"), allow_custom_value=True, filterable=True,
                                elem_id="ft-base")
             with gr.Row():
@@ -71,16 +89,25 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                 prompt_col = gr.Dropdown([], label=t("finetune.col_prompt"), allow_custom_value=True)
                 response_col = gr.Dropdown([], label=t("finetune.col_response"), allow_custom_value=True)
             run_name = gr.Textbox(label=t("finetune.name"), max_length=80)
-            # Clicking one fills the form; the upload's change event shows the preview and data report.
-            examples([[str(EXAMPLES_DIR / "sentiment.csv"), "classification", "minilm-l6", "sentiment"],
-                      [str(EXAMPLES_DIR / "instructions.csv"), "causal-lm", "smollm2-135m-instruct", "instructions"]],
-                     [upload, task, base, run_name])
         with gr.Column(scale=2):
             preview = gr.Dataframe(label=t("finetune.preview"), interactive=False, max_height=300)
             report = gr.Markdown(elem_id="ft-report")
+            errors = ErrorLine(ctx, "ft-data-errors")
+    # Full width, so every column of the examples shows; clicking one fills the form (the upload's change
+    # event then shows the preview and the data report).
+    with gr.Column(elem_id="ft-examples"):
+        examples([[str(EXAMPLES_DIR / "sentiment.csv"), "classification", "minilm-l6", "sentiment"],
+                  [str(EXAMPLES_DIR / "instructions.csv"), "causal-lm", "smollm2-135m-instruct", "instructions"]],
+                 [upload, task, base, run_name])
+    return DataForm(upload, task, base, [text_col, label_col, prompt_col, response_col], lm_cols, run_name,
+                    table, preview, report, errors)
+
+
+def _settings_form() -> SettingsForm:
     with gr.Accordion(t("finetune.settings"), open=False, elem_id="ft-settings"):
         preset_name = gr.Radio([(t("finetune.quick"), "quick"), (t("finetune.balanced"), "balanced"),
-                                (t("finetune.thorough"), "thorough")], value="quick", label=t("finetune.preset"))
+                                (t("finetune.thorough"), "thorough")], value="quick", label=t("finetune.preset"),
+                               elem_id="ft-preset")
         start_values = preset("quick")
         numbers: dict[str, gr.Number] = {}
         for row in (NUMBER_FIELDS[:4], NUMBER_FIELDS[4:8], NUMBER_FIELDS[8:]):
@@ -91,108 +118,106 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         with gr.Row():
             targets = gr.Textbox("auto", label=t("finetune.s.target_modules"), info=t("finetune.targets_info"))
             checkpointing = gr.Checkbox(False, label=t("finetune.s.gradient_checkpointing"))
-    spec_box = gr.Textbox(visible=False)
+    return SettingsForm(preset_name, numbers, targets, checkpointing)
+
+
+def _train_panel(ctx: AppContext, handlers: FinetuneHandlers) -> TrainPanel:
+    spec = gr.Textbox(visible=False)
     with gr.Row():
-        start_btn = gr.Button(t("finetune.start"), variant="primary", elem_id="ft-start")
-        stop_btn = gr.Button(t("finetune.stop"), variant="stop", elem_id="ft-stop")
+        start = gr.Button(t("finetune.start"), variant="primary", elem_id="ft-start")
+        stop = gr.Button(t("finetune.stop"), variant="stop", elem_id="ft-stop")
+    errors = ErrorLine(ctx, "ft-train-errors")
     run_id = gr.Textbox(label=t("finetune.run_id"), interactive=False, elem_id="ft-run-id")
-    progress = gr.HTML(view.progress_html(None), elem_id="ft-progress")
-    loss_plot = gr.Plot(label=t("finetune.loss"), elem_id="ft-loss")
-    log_box = gr.Textbox(label=t("finetune.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
-                         elem_id="ft-log")
-    results_md = gr.Markdown(elem_id="ft-results")
+    progress = gr.HTML(elem_id="ft-progress")  # "No training yet." in the page's language, at load
+    loss = gr.Plot(label=t("finetune.loss"), elem_id="ft-loss")
+    log = gr.Textbox(label=t("finetune.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
+                     elem_id="ft-log")
+    results = gr.Markdown(elem_id="ft-results")
     with gr.Row():
         confusion = gr.Plot(label=t("finetune.confusion"), elem_id="ft-confusion")
-        results_table = gr.Dataframe(label=t("finetune.details"), interactive=False, wrap=True)
+        details = gr.Dataframe(label=t("finetune.details"), interactive=False, wrap=True, elem_id="ft-details")
+    return TrainPanel(start, stop, errors, spec, [run_id, progress, loss, log, results, confusion, details])
+
+
+def _runs_panel(ctx: AppContext) -> RunsPanel:
     gr.Markdown(t("finetune.runs_intro"))
-    runs_table = gr.Dataframe(view.run_rows(ctx.runs.list(None)), headers=view.RUN_COLUMNS,
-                              label=t("finetune.runs"), interactive=False, elem_id="ft-runs")
+    table = gr.Dataframe(label=t("finetune.runs"), interactive=False, wrap=True, elem_id="ft-runs")
     with gr.Row():
-        run_pick = gr.Dropdown([r.id for r in ctx.runs.list(None)], label=t("finetune.run_pick"),
-                               allow_custom_value=True, scale=2)
-        refresh_btn = gr.Button(t("finetune.refresh"))
-        download_btn = gr.Button(t("finetune.download"))
-        merge_btn = gr.Button(t("finetune.merge"))
-        delete_btn = gr.Button(t("finetune.delete"), variant="stop")
-    action_md = gr.Markdown(elem_id="ft-action")
-    zip_file = gr.File(label=t("finetune.zip"), interactive=False)
+        pick = gr.Dropdown([], label=t("finetune.run_pick"), allow_custom_value=True, scale=2, elem_id="ft-run-pick")
+        refresh = gr.Button(t("finetune.refresh"), elem_id="ft-refresh")
+        download = gr.Button(t("finetune.download"), elem_id="ft-download")
+        report = gr.Button(t("evaluate.run_report"), elem_id="ft-run-report")
+        merge = gr.Button(t("finetune.merge"), elem_id="ft-merge")
+        delete = gr.Button(t("finetune.delete"), variant="stop", elem_id="ft-delete")
+    errors = ErrorLine(ctx, "ft-run-errors")
+    action = gr.Markdown(elem_id="ft-action")
+    zip_file = gr.File(label=t("finetune.zip"), interactive=False, elem_id="ft-zip")
+    return RunsPanel(table, pick, refresh, download, merge, delete, errors, action, zip_file, report)
 
-    # ---- data ---------------------------------------------------------------------
-    def describe(table: Table | None, task_name: str, *cols: str | None) -> str:
-        if table is None:
-            return ""
-        try:
-            return prepare(table, task_name, _mapping(task_name, *cols)).report.to_markdown()
-        except InputError as exc:
-            return f"⚠️ {localize(str(exc))}"
 
-    @ui_errors
-    def on_upload(path: str | None, task_name: str) -> tuple:
-        if not path:
-            return None, None, *(gr.Dropdown(choices=[], value=None) for _ in range(4)), ""
-        table = _read(ctx, path)
-        guess = guess_mapping(table.columns, task_name)
-        choices = ["", *table.columns]
-        drops = [gr.Dropdown(choices=choices, value=getattr(guess, k) or "")
-                 for k in ("text", "label", "prompt", "response")]
-        cols = [getattr(guess, k) for k in ("text", "label", "prompt", "response")]
-        return table, table.frame.head(PREVIEW_ROWS), *drops, describe(table, task_name, *cols)
+# ---- converting plain views into component updates -------------------------------------------------------
+def runs_updates(runs: RunsView) -> tuple[Any, Any]:
+    return (gr.Dataframe(value=runs.rows, headers=runs.headers),
+            gr.Dropdown(choices=runs.choices, value=runs.selected))
 
-    def on_task(task_name: str, table: Table | None, preset_key: str) -> tuple:
-        values = preset(preset_key, task_name)
-        cols = guess_mapping(table.columns, task_name) if table is not None else ColumnMapping()
-        picks = [getattr(cols, k) or "" for k in ("text", "label", "prompt", "response")]
-        return (gr.Dropdown(value=DEFAULT_MODELS[task_name]), gr.Dropdown(visible=task_name == "classification"),
-                gr.Row(visible=task_name == "causal-lm"), *picks, values.max_length,
-                describe(table, task_name, *picks))
 
-    def on_preset(preset_key: str, task_name: str) -> list:
-        values = preset(preset_key, task_name)
-        return [getattr(values, name) for name in NUMBER_FIELDS]
+def train_updates(handlers: FinetuneHandlers, shown: TrainView, lang: str) -> tuple:
+    runs = runs_updates(handlers.runs(lang, selected=shown.run_id)) if shown.final else (gr.skip(), gr.skip())
+    return (shown.run_id, shown.progress, shown.loss, shown.log, shown.results, shown.confusion,
+            gr.Dataframe(value=shown.rows, headers=shown.headers), *runs)
 
-    col_inputs = [text_col, label_col, prompt_col, response_col]
-    upload.change(on_upload, [upload, task], [table_state, preview, *col_inputs, report], api_visibility="private")
-    task.change(on_task, [task, table_state, preset_name],
-                [base, label_col, lm_cols, *col_inputs, numbers["max_length"], report], api_visibility="private")
-    for dropdown in col_inputs:
-        dropdown.input(describe, [table_state, task, *col_inputs], report, api_visibility="private")
-    preset_name.change(on_preset, [preset_name, task], [numbers[n] for n in NUMBER_FIELDS],
-                       api_visibility="private")
 
-    # ---- training ---------------------------------------------------------------------
-    @ui_errors
-    def collect(task_name: str, base_ref: str, name: str, preset_key: str, target_text: str, ckpt: bool,
-                text: str, label: str, prompt: str, response: str, *values: float) -> str:
-        overrides = dict(zip(NUMBER_FIELDS, values, strict=True))
-        overrides.update(target_modules=target_text, gradient_checkpointing=ckpt)
-        settings = TrainSettings.from_dict(overrides, base=preset(preset_key, task_name))
-        mapping = _mapping(task_name, text, label, prompt, response)
-        return JobSpec(task_name, (base_ref or "").strip(), name, mapping, settings).to_json()
+def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
+    """Build the Fine-tune tab inside the current Blocks context."""
+    handlers = FinetuneHandlers(ctx)
+    gr.Markdown(t("finetune.intro"))
+    data = _data_form(ctx)
+    settings = _settings_form()
+    train = _train_panel(ctx, handlers)
+    runs = _runs_panel(ctx)
+    _wire_data(handlers, data, settings)
+    _wire_training(handlers, data, settings, train, runs)
+    _wire_runs(handlers, runs)
+    _wire_load(handlers, train, runs)
+    run_id, progress, loss, log, results, *_ = train.outputs
+    return {"file": data.upload, "task": data.task, "base": data.base, "text_col": data.cols[0],
+            "label_col": data.cols[1], "prompt_col": data.cols[2], "response_col": data.cols[3],
+            "preset": settings.preset, "start": train.start, "stop": train.stop, "run_id": run_id,
+            "progress": progress, "loss": loss, "log": log, "results": results, "runs": runs.table,
+            "run_pick": runs.pick, **settings.numbers}
 
-    def render(job: TrainingJob, final: bool) -> tuple:
-        st = job.snapshot()
-        md, fig, rows, headers = view.results_view(st.task, st.metrics, final and st.finished)
-        runs = ctx.runs.list(None)
-        return (st.run_id, view.progress_html(st), view.loss_figure(st), "\n".join(st.log), md, fig,
-                gr.Dataframe(value=rows, headers=headers),
-                view.run_rows(runs) if final else gr.skip(),
-                gr.Dropdown(choices=[r.id for r in runs], value=st.run_id) if final else gr.skip())
 
-    def follow(job: TrainingJob):
-        last = -1
-        while job.running:
-            version = job.snapshot().version
-            if version != last:
-                last = version
-                yield render(job, final=False)
-            time.sleep(REFRESH_S)
-        job.wait()
-        yield render(job, final=True)
-        st = job.snapshot()
-        if st.status == "failed":
-            raise InputError(st.error)
+def _wire_data(handlers: FinetuneHandlers, data: DataForm, settings: SettingsForm) -> None:
+    def on_upload(path: str | None, task: str) -> tuple:
+        got = handlers.upload(path, task, request_lang())
+        choices = ["", *got.columns]
+        drops = [gr.Dropdown(choices=choices, value=pick) for pick in got.picks]
+        return got.table, got.preview, *drops, got.report
 
-    @ui_errors
+    def on_task(task: str, table: Any, preset_key: str) -> tuple:
+        new = handlers.task_changed(task, table, preset_key, request_lang())
+        return (gr.Dropdown(value=new["base"]), gr.Dropdown(visible=task == "classification"),
+                gr.Row(visible=task == "causal-lm"), *new["picks"], new["max_length"], new["report"])
+
+    def on_columns(table: Any, task: str, *cols: str | None) -> str:
+        return handlers.describe(table, task, *cols, lang=request_lang())
+
+    numbers = [settings.numbers[n] for n in NUMBER_FIELDS]
+    upload = data.upload.change(data.errors.guard(on_upload), [data.upload, data.task],
+                                [data.table, data.preview, *data.cols, data.report], api_visibility="private")
+    data.errors.watch(upload)
+    data.task.change(on_task, [data.task, data.table, settings.preset],
+                     [data.base, data.cols[1], data.lm_cols, *data.cols, settings.numbers["max_length"],
+                      data.report], api_visibility="private")
+    for dropdown in data.cols:
+        dropdown.input(on_columns, [data.table, data.task, *data.cols], data.report, api_visibility="private")
+    settings.preset.change(handlers.preset_values, [settings.preset, data.task], numbers, api_visibility="private")
+
+
+def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: SettingsForm, train: TrainPanel,
+                   runs: RunsPanel) -> None:
+    outputs = [*train.outputs, runs.table, runs.pick]
+
     def finetune(path: str | None, spec_json: str, request: gr.Request):
         """Train a LoRA adapter on an uploaded CSV/TSV/JSONL file.
 
@@ -202,65 +227,71 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         names when left out. Streams progress; the
         first output is the run id, usable as the model reference ``run:<id>`` once complete.
         """
-        spec = JobSpec.from_json(spec_json)
-        table = _read(ctx, path)
-        columns = spec.columns if any(spec.columns.to_dict().values()) else guess_mapping(table.columns, spec.task)
-        data = prepare(table, spec.task, columns)
-        job = TrainingJob(ctx.config, ctx.training_lock, data, spec.settings, spec.base_model, spec.name).start()
-        jobs[getattr(request, "session_hash", None) or job.run_id] = job
-        yield from follow(job)
+        lang = request_lang(request)
+        job = handlers.start(path, spec_json, session_key(request))
+        for shown in handlers.follow(job, lang):
+            yield train_updates(handlers, shown, lang)
 
-    def stop(request: gr.Request):
-        job = jobs.get(getattr(request, "session_hash", None) or "")
-        if job is None or not job.running:
-            return tuple(gr.skip() for _ in outputs)
-        job.stop()
-        job.wait(timeout=300)
-        return render(job, final=True)
+    def stop(request: gr.Request) -> tuple:
+        lang = request_lang(request)
+        shown = handlers.stop(session_key(request), lang)
+        return tuple(gr.skip() for _ in outputs) if shown is None else train_updates(handlers, shown, lang)
 
-    setting_inputs = [task, base, run_name, preset_name, targets, checkpointing, *col_inputs,
-                      *(numbers[n] for n in NUMBER_FIELDS)]
-    outputs = [run_id, progress, loss_plot, log_box, results_md, confusion, results_table, runs_table, run_pick]
-    train_event = start_btn.click(collect, setting_inputs, spec_box, api_visibility="private").success(
-        finetune, [upload, spec_box], outputs, api_name="finetune", concurrency_id=TRAINING,
-        concurrency_limit=4, show_progress="hidden",
+    inputs = [data.task, data.base, data.run_name, settings.preset, settings.targets, settings.checkpointing,
+              *data.cols, *(settings.numbers[n] for n in NUMBER_FIELDS)]
+    collect = train.start.click(train.errors.guard(handlers.collect), inputs, train.spec, api_visibility="private")
+    train_event = collect.success(
+        train.errors.guard(finetune), [data.upload, train.spec], outputs, api_name="finetune",
+        concurrency_id=TRAINING, concurrency_limit=4, show_progress="hidden",
     )
-    stop_btn.click(stop, None, outputs, cancels=[train_event], api_name="stop_finetune", concurrency_limit=None)
+    stop_event = train.stop.click(train.errors.guard(stop), None, outputs, cancels=[train_event],
+                                  api_name="stop_finetune", concurrency_limit=None)
+    train.errors.watch(collect, train_event, stop_event)
 
-    # ---- runs -------------------------------------------------------------------------
-    def refresh() -> tuple:
-        runs = ctx.runs.list(None)
-        return view.run_rows(runs), gr.Dropdown(choices=[r.id for r in runs])
+
+def _wire_runs(handlers: FinetuneHandlers, runs: RunsPanel) -> None:
+    def refresh(selected: str | None, request: gr.Request) -> tuple:
+        return runs_updates(handlers.runs(request_lang(request), selected))
 
     def list_runs() -> list[dict]:
         """All fine-tuning runs (complete, stopped, failed), newest first, with their metrics."""
-        return [view.run_record(r) for r in ctx.runs.list(None)]
+        return handlers.list_runs()
 
-    @ui_errors
-    def download(run: str) -> str:
-        return str(zip_run(ctx.runs, run))
+    def download(run: str | None) -> str:
+        return handlers.download(run)
 
-    @ui_errors
-    def merge(run: str, progress: gr.Progress = gr.Progress()) -> str:
-        info = ctx.runs.get(run)
-        progress(0.1, desc=f"Merging {info.id}")
-        folder = merge_run(ctx.runs, info.id, ctx.config.models_dir, base_location(info.base_model, ctx.config),
-                           ctx.config.allow_pickle_weights)
-        return localize(f"Merged into `{folder}`: type this path into any model picker to use it as a full model.")
+    def run_report(run: str | None, request: gr.Request) -> str:
+        """A self-contained HTML report of a run: settings, data summary, loss curves, evaluations, environment."""
+        return handlers.run_report(run, request_lang(request))
 
-    @ui_errors
-    def delete(run: str) -> tuple:
-        info = ctx.runs.find(run)
-        ctx.manager.unload(info.reference)
-        delete_run(ctx.runs, info.id)
-        return localize(f"Deleted run `{info.id}`."), *refresh()
+    def merge(run: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
+        return handlers.merge(run, request_lang(request), lambda f, desc: progress(f, desc=desc))
 
-    refresh_btn.click(refresh, None, [runs_table, run_pick], api_visibility="private")
+    def delete(run: str | None, request: gr.Request) -> tuple:
+        lang = request_lang(request)
+        return handlers.delete(run, lang), *runs_updates(handlers.runs(lang))
+
+    guard = runs.errors.guard
+    events = [
+        runs.refresh.click(refresh, runs.pick, [runs.table, runs.pick], api_visibility="private"),
+        runs.download.click(guard(download), runs.pick, runs.zip_file, api_name="download_run"),
+        runs.report.click(guard(run_report), runs.pick, runs.zip_file, api_name="run_report"),
+        runs.delete.click(guard(delete), runs.pick, [runs.action, runs.table, runs.pick], api_name="delete_run"),
+    ]
+    merge_event = runs.merge.click(guard(merge), runs.pick, runs.action, api_name="merge_run", concurrency_id=HEAVY)
+    merge_event.then(refresh, runs.pick, [runs.table, runs.pick], api_visibility="private", show_progress="hidden")
     gr.api(list_runs, api_name="runs")
-    download_btn.click(download, run_pick, zip_file, api_name="download_run")
-    merge_btn.click(merge, run_pick, action_md, api_name="merge_run", concurrency_id=HEAVY)
-    delete_btn.click(delete, run_pick, [action_md, runs_table, run_pick], api_name="delete_run")
-    return {"file": upload, "task": task, "base": base, "text_col": text_col, "label_col": label_col,
-            "prompt_col": prompt_col, "response_col": response_col, "preset": preset_name, "start": start_btn,
-            "stop": stop_btn, "run_id": run_id, "progress": progress, "loss": loss_plot, "log": log_box,
-            "results": results_md, "runs": runs_table, "run_pick": run_pick, **numbers}
+    runs.errors.watch(*events, merge_event)
+
+
+def _wire_load(handlers: FinetuneHandlers, train: TrainPanel, runs: RunsPanel) -> None:
+    """At page load: the runs on disk (the newest selected) and the empty progress line, in the page's language."""
+
+    def on_load(selected: str | None, request: gr.Request) -> tuple:
+        lang = request_lang(request)
+        return (*runs_updates(handlers.runs(lang, selected)), handlers.idle_progress(lang))
+
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(on_load, runs.pick, [runs.table, runs.pick, train.outputs[1]], api_visibility="private",
+                  queue=False, show_progress="hidden")

@@ -1,8 +1,9 @@
 """UI strings: every ``assets/locales/*.json`` holds ``{"en": {...}, "zh-CN": {...}}`` for one tab.
 
 Labels go through :func:`t` (translated in the browser). Messages built on the server (errors, status lines) go
-through :func:`text` (a key) or :func:`localize` (an English message from the pipelines, translated with the
-``assets/locales/errors.json`` catalogue keyed by the English template, ``{}`` marking each variable part).
+through :func:`text` (a key) or :func:`say` (a pipeline's :class:`~pipelines.messages.Msg` or keyed note).
+:func:`localize` and :class:`Catalogue` (English sentences matched against the old ``errors.json`` catalogue) are
+being retired: they stay only while some tabs still pass English sentences.
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ def text(key: str, lang: str = "en", **fmt: object) -> str:
 
 
 def say(message: Msg | str | None, lang: str | None = None) -> str:
-    """A pipeline's message (:class:`Msg`, or a legacy English sentence) in ``lang`` (default: the request's)."""
+    """A pipeline's message in ``lang`` (default: the request's): a :class:`Msg`, a keyed note
+    (:class:`pipelines.keyed_text.KeyedText`), or a legacy English sentence."""
     if message is None:
         return ""
     lang = lang or request_lang()
-    return message.render(lang) if isinstance(message, Msg) else localize(message, lang)
+    keyed = message if isinstance(message, Msg) else getattr(message, "msg", None)
+    if isinstance(keyed, Msg):
+        return keyed.render(lang)
+    return localize(str(message), lang)
 
 
 # ---- the request's language --------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ READ_LANGUAGE_JS = f"""() => {{
 def override_script(lang: str) -> bytes:
     """The ``<script>`` making ``navigator.language(s)`` report ``lang`` (one of :data:`LANGUAGES` only)."""
     if lang not in LANGUAGES:
-        raise ValueError(f"not a UI language: {lang!r}")
+        raise ValueError(lang)  # not one of LANGUAGES: never written into the page
     value = json.dumps(lang)
     return (
         f"<script data-lmw-lang={value}>(function(l){{try{{var p=Navigator.prototype;"

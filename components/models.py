@@ -1,71 +1,88 @@
-"""Models tab: see the embedded models, load any model on demand, unload to free memory."""
+"""Models tab: see the embedded models and the default chat model, load any model on demand, unload to free memory.
+
+Layout and event wiring only; the work is in :class:`components.models_handlers.ModelsHandlers`.
+"""
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Any
+
 import gradio as gr
+from gradio.context import Context
 
-from components.common import examples, model_picker, progress_reporter, run_example, ui_errors
-from components.i18n import request_lang, t, text
+from components.backends import build_backends_section
+from components.common import ErrorLine, examples, model_picker, progress_reporter, run_example
+from components.i18n import t
+from components.models_handlers import ModelsHandlers, dtype_choices, kind_choices
 from pipelines.context import HEAVY, AppContext
-from pipelines.models import EMBEDDED
-from pipelines.models.embedded import is_cached
 
-KINDS = ["auto", "causal-lm", "encoder", "seq-cls", "token-cls", "qa", "seq2seq"]
-COLUMNS = ["model", "adapter", "kind", "device", "dtype", "attention", "size_mb", "load_seconds"]
+REFRESH_SECONDS = 5.0  # how often an open page checks whether models were loaded or unloaded elsewhere
+QUIET = MappingProxyType({"queue": False, "show_progress": "hidden", "api_visibility": "private"})
 
 
-def _loaded_rows(ctx: AppContext) -> list[list]:
-    return [[row[c] for c in COLUMNS] for row in ctx.manager.loaded()]
+def _choices(pairs: list[tuple[str | None, str]]) -> list[tuple[Any, str]]:
+    return [(t(key) if key else value, value) for key, value in pairs]
 
 
-def _embedded_rows(ctx: AppContext) -> list[list[str]]:
-    rows = []
-    for spec in EMBEDDED.values():
-        state = "ready"
-        if spec.fmt == "gguf":
-            state = "cached" if is_cached(spec, ctx.config.cache_dir) else "converted on first use"
-        rows.append([spec.name, spec.description, spec.pip_name, state])
-    return rows
+def _settings(ctx: AppContext, handlers: ModelsHandlers) -> dict[str, Any]:
+    gr.Markdown(t("models.intro"))
+    gr.Textbox(value=ctx.config.chat_model, label=t("models.chat_model"), info=t("models.chat_model_info"),
+               interactive=False, elem_id="models-chat-model")
+    embedded = gr.Dataframe(value=handlers.embedded_table("en"), label=t("models.embedded"), interactive=False,
+                            wrap=True, elem_id="models-embedded")
+    with gr.Row():
+        picker = model_picker(ctx, kinds=("any",), elem_id="models-picker")
+        kind = gr.Dropdown(_choices(kind_choices()), value="auto", label=t("models.kind"))
+        dtype = gr.Dropdown(_choices(dtype_choices()), value="auto", label=t("models.dtype"))
+    return {"embedded": embedded, "picker": picker, "kind": kind, "dtype": dtype}
 
 
 def build_models_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
-    """Build the Models tab inside the current Blocks context."""
-    gr.Markdown(t("models.intro"))
-    embedded = gr.Dataframe(
-        value=_embedded_rows(ctx), headers=["name", "description", "package", "state"],
-        label=t("models.embedded"), interactive=False,
-    )
-    with gr.Row():
-        picker = model_picker(ctx, kinds=("any",))
-        kind = gr.Dropdown(KINDS, value="auto", label=t("models.kind"))
-        dtype = gr.Dropdown(["auto", "float32", "bfloat16", "float16", "int8"], value="auto", label=t("models.dtype"))
+    """Build the Models tab inside the current Blocks context (and the tab's ``select`` event, if in a Tab)."""
+    handlers = ModelsHandlers(ctx)
+    tab, demo = Context.block, Context.root_block
+    parts = _settings(ctx, handlers)
+    picker, embedded = parts["picker"], parts["embedded"]
     with gr.Row():
         load_btn = gr.Button(t("models.load"), variant="primary")
         unload_btn = gr.Button(t("models.unload"))
         unload_all_btn = gr.Button(t("models.unload_all"), variant="stop")
-    model_examples = examples([["minilm-l6", "encoder", "auto"], ["smollm2-135m-instruct", "causal-lm", "auto"]],
-                              [picker, kind, dtype])
+    errors = ErrorLine(ctx, "models-errors")
+    model_examples = examples([["minilm-l6"], ["smollm2-135m-instruct"]], [picker])
     status = gr.Markdown(elem_id="models-status")
-    loaded = gr.Dataframe(value=_loaded_rows(ctx), headers=COLUMNS, label=t("models.loaded"), interactive=False)
+    loaded = gr.Dataframe(value=handlers.loaded_table("en"), label=t("models.loaded"), interactive=False,
+                          wrap=True, elem_id="models-loaded")
+    seen = gr.State(-1)
 
-    @ui_errors
     def load(ref: str, kind_name: str, dtype_name: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        model = ctx.manager.load(
-            ref, None if kind_name == "auto" else kind_name, dtype=dtype_name, progress=progress_reporter(progress)
-        )
-        info = model.describe()
-        msg = text("models.loaded_msg", request_lang(), model=info["model"], kind=info["kind"], dtype=info["dtype"],
-                   device=info["device"], seconds=info["load_seconds"])
-        return msg, _loaded_rows(ctx), _embedded_rows(ctx)
+        return handlers.load(ref, kind_name, dtype_name, progress_reporter(progress))
 
     def unload(ref: str | None) -> tuple:
-        count = ctx.manager.unload(ref)
-        return text("models.unloaded_msg", request_lang(), count=count), _loaded_rows(ctx)
+        return handlers.unload(ref)
 
-    load_btn.click(
-        load, [picker, kind, dtype], [status, loaded, embedded], api_name="load_model", concurrency_id=HEAVY
-    )
-    unload_btn.click(unload, [picker], [status, loaded], api_name="unload_model")
-    run_example(model_examples, load, [picker, kind, dtype], [status, loaded, embedded], concurrency_id=HEAVY)
-    unload_all_btn.click(lambda: unload(None), None, [status, loaded], api_visibility="private")
-    return {"picker": picker, "kind": kind, "dtype": dtype, "load": load_btn, "status": status, "loaded": loaded}
+    def refresh(version: int | None) -> tuple:
+        table, emb, now = handlers.refresh(version)
+        return (gr.skip(), gr.skip(), now) if table is None else (table, emb, now)
+
+    inputs = [picker, parts["kind"], parts["dtype"]]
+    events = [
+        load_btn.click(errors.guard(load), inputs, [status, loaded, embedded], api_name="load_model",
+                       concurrency_id=HEAVY),
+        unload_btn.click(errors.guard(unload), [picker], [status, loaded], api_name="unload_model"),
+        unload_all_btn.click(errors.guard(lambda: unload(None)), None, [status, loaded], api_visibility="private"),
+        run_example(model_examples, errors.guard(load), inputs, [status, loaded, embedded], concurrency_id=HEAVY),
+    ]
+    errors.watch(*events)
+    tables = [loaded, embedded, seen]
+    for event in events:  # the page's own change: remember the version so the timer does not redraw
+        event.then(lambda: refresh(None), None, tables, **QUIET)
+    if demo is not None:
+        demo.load(lambda: refresh(None), None, tables, **QUIET)
+    if isinstance(tab, gr.Tab):
+        tab.select(lambda: refresh(None), None, tables, **QUIET)
+    gr.Timer(REFRESH_SECONDS).tick(refresh, [seen], tables, **QUIET)
+    backends = build_backends_section(ctx)  # remote OpenAI-compatible endpoints (vLLM, TGI, llama.cpp, Ollama)
+    return {**{f"backends_{k}": v for k, v in backends.items()},
+            "picker": picker, "kind": parts["kind"], "dtype": parts["dtype"], "load": load_btn, "status": status,
+            "loaded": loaded, "embedded": embedded, "errors": errors.box}

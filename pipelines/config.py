@@ -22,6 +22,15 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value.isdigit() else default
 
 
+def _env_float(name: str, default: float) -> float:
+    """A positive number from the environment; ``default`` when unset or not a positive number."""
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def _default_data_dir(persistent: Path = Path("/data")) -> Path:
     """The app's data folder; on a Hugging Face Space with persistent storage (mounted at /data) it goes there."""
     if os.environ.get("SPACE_ID") and persistent.is_dir() and os.access(persistent, os.W_OK):
@@ -55,6 +64,11 @@ class AppConfig:
     server_name: str = "127.0.0.1"
     server_port: int = 7860
     space_id: str = ""  # set on a Hugging Face Space (SPACE_ID)
+    api_key: str = field(default="", repr=False)  # bearer key the /v1 OpenAI-compatible API requires (LMW_API_KEY)
+    backends: str = field(default="", repr=False)  # remote endpoints "name=url[|key];..." (LMW_BACKENDS): may hold keys
+    remote_connect_timeout_s: float = 5.0
+    remote_read_timeout_s: float = 60.0
+    warmup: bool = True  # prepare the embedded models in the background after start-up (LMW_WARMUP=0: off)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -100,4 +114,5 @@ class AppConfig:
             server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             server_port=_env_int("GRADIO_SERVER_PORT", 0) or _env_int("PORT", 7860),
             space_id=os.environ.get("SPACE_ID", ""),
+            warmup=os.environ.get("LMW_WARMUP", "1").strip() != "0",
         )

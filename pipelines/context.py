@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipelines.config import AppConfig
+from pipelines.keyed_text import KeyedText
 from pipelines.limits import Limits
 from pipelines.models import EMBEDDED, ModelManager
+from pipelines.models.warmup import Warmup
 from pipelines.runs import RunStore, recover_interrupted
 from pipelines.sessions import Sessions
 from pipelines.tables import Table, read_table
 from pipelines.uploads import checked_upload
 
 if TYPE_CHECKING:
+    from pipelines.engines.remote import Backends
     from pipelines.generation.threads import ComputeThread
     from pipelines.tasks.precision import DecisionStore
 
@@ -38,13 +41,23 @@ class AppContext:
     runs: RunStore
     sessions: Sessions = field(default_factory=Sessions)
     training_lock: threading.Lock = field(default_factory=threading.Lock)
+    warmup: Warmup | None = None  # the start-up preparation (``start_warmup``); None until created
 
     @classmethod
     def create(cls, config: AppConfig | None = None) -> AppContext:
         config = config or AppConfig.from_env()
         config.ensure_dirs()
         recover_interrupted(config.runs_dir)
-        return cls(config=config, manager=ModelManager(config), runs=RunStore(config.runs_dir))
+        ctx = cls(config=config, manager=ModelManager(config), runs=RunStore(config.runs_dir))
+        ctx.warmup = Warmup(config)
+        ctx.manager.gate = ctx.warmup.gate  # a load of an embedded model waits for the preparation
+        return ctx
+
+    def start_warmup(self) -> None:
+        """Prepare the embedded models in the background (after the page is served); off with LMW_WARMUP=0."""
+        warmup = self.warmup
+        if warmup is not None and self.config.warmup and warmup.state == "pending" and not warmup.running:
+            warmup.start()
 
     @property
     def limits(self) -> Limits:
@@ -56,6 +69,14 @@ class AppContext:
         from pipelines.generation.threads import ComputeThread
 
         return ComputeThread()
+
+    @functools.cached_property
+    def backends(self) -> Backends:
+        """Remote OpenAI-compatible endpoints (``LMW_BACKENDS`` plus those added at run time)."""
+        from pipelines.engines.config import EnginesConfig
+        from pipelines.engines.remote import Backends
+
+        return Backends(EnginesConfig.of(self.config))
 
     @functools.cached_property
     def decisions(self) -> DecisionStore:
@@ -76,7 +97,7 @@ class AppContext:
         ]
         for run in self.runs.list():
             if not kinds or run.kind in kinds or "any" in kinds:
-                choices.append((run.label, run.reference))
+                choices.append((KeyedText(run.label_msg), run.reference))  # English str, translatable
         return choices
 
     def read_upload(self, upload: object) -> Table:

@@ -37,6 +37,7 @@ class WorkerJob:
     """
 
     thread_name = "lmw-job"
+    outlives_session = False  # True: closing the browser tab does not stop it (see Sessions.end)
 
     def __init__(self) -> None:
         self.stop_event = threading.Event()
@@ -162,7 +163,11 @@ class Sessions:
 
     # ---- the end of a browser session ------------------------------------------------------------
     def end(self, session: str) -> int:
-        """Stop and forget every job and value of ``session``; return how many jobs were stopped."""
+        """Stop and forget every job and value of ``session``; return how many jobs were stopped.
+
+        A job whose ``outlives_session`` is true (a training run: it has its own run folder and log, and a
+        reloaded page follows it again) is forgotten here but keeps running.
+        """
         with self._lock:
             jobs = [(key, job) for key, job in self._jobs.items() if key[0] == session]
             for key, _ in jobs:
@@ -171,7 +176,7 @@ class Sessions:
                 del self._values[key]
         stopped = 0
         for _, job in jobs:
-            if not job.finished:
+            if not job.finished and not getattr(job, "outlives_session", False):
                 job.stop()
                 stopped += 1
         return stopped

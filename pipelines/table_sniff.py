@@ -16,20 +16,22 @@ import csv
 import io
 import re
 import unicodedata
+from types import MappingProxyType
 
 from pipelines.errors import InputError
+from pipelines.messages import Msg
 
 # (signature, what it is) for binary files people upload by mistake.
 MAGIC = (
-    (b"PK\x03\x04", "an Excel workbook (.xlsx) or ZIP archive; save it as CSV (UTF-8) first"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls); save it as CSV (UTF-8) first"),
-    (b"%PDF", "a PDF document, not a table"),
-    (b"\x1f\x8b", "a gzip archive; unpack it first"),
-    (b"\x89PNG", "a PNG image, not a table"),
-    (b"\xff\xd8\xff", "a JPEG image, not a table"),
-    (b"GIF8", "a GIF image, not a table"),
-    (b"SQLite format 3", "an SQLite database, not a table"),
-    (b"PAR1", "a Parquet file; export it as CSV first"),
+    (b"PK\x03\x04", Msg("tables.binary.xlsx")),
+    (b"\xd0\xcf\x11\xe0", Msg("tables.binary.xls")),
+    (b"%PDF", Msg("tables.binary.pdf")),
+    (b"\x1f\x8b", Msg("tables.binary.gzip")),
+    (b"\x89PNG", Msg("tables.binary.png")),
+    (b"\xff\xd8\xff", Msg("tables.binary.jpeg")),
+    (b"GIF8", Msg("tables.binary.gif")),
+    (b"SQLite format 3", Msg("tables.binary.sqlite")),
+    (b"PAR1", Msg("tables.binary.parquet")),
 )
 BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig"),
@@ -44,25 +46,32 @@ SNIFF_CHARS = 64_000
 SNIFF_RECORDS = 200
 HEURISTIC_CHARS = 500_000  # the encoding heuristics look at this much of a file
 # Encodings charset-normalizer may pick when the bytes are neither UTF-8, GBK Chinese nor Western European.
-OTHER_ENCODINGS = ["gb18030", "big5", "shift_jis", "euc_kr", "cp1251", "cp1250", "cp1253", "cp1254", "cp1255", "cp1256"]
-ENCODING_NAMES = {"utf-8-sig": "UTF-8 with BOM", "utf-8": "UTF-8", "gb18030": "GB18030/GBK", "cp1252": "Windows-1252",
-                  "latin-1": "Latin-1", "utf-16": "UTF-16", "utf-32": "UTF-32"}
+OTHER_ENCODINGS = ("gb18030", "big5", "shift_jis", "euc_kr", "cp1251", "cp1250", "cp1253", "cp1254", "cp1255", "cp1256")
+ENCODING_NAMES = MappingProxyType({
+    "utf-8-sig": "UTF-8 with BOM", "utf-8": "UTF-8", "gb18030": "GB18030/GBK", "cp1252": "Windows-1252",
+    "latin-1": "Latin-1", "utf-16": "UTF-16", "utf-32": "UTF-32",
+})
 
 
 def human_size(n: int) -> str:
     """``n`` bytes as a short size for messages: 512 bytes, 3.2 KB, 51.0 MB."""
+    return size_msg(n).render("en")
+
+
+def size_msg(n: int) -> Msg:
+    """``n`` bytes as a translatable short size (512 bytes / 512 字节, 3.2 KB, 51.0 MB)."""
     if n < 1024:
-        return f"{n} bytes"
+        return Msg.of("tables.size.bytes", n=n)
     if n < 2**20:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 2**20:.1f} MB"
+        return Msg.of("tables.size.kb", n=f"{n / 1024:.1f}")
+    return Msg.of("tables.size.mb", n=f"{n / 2**20:.1f}")
 
 
 def check_not_binary(raw: bytes) -> None:
     """Refuse known binary formats by their first bytes."""
     for magic, what in MAGIC:
         if raw.startswith(magic):
-            raise InputError(f"The file is {what}.")
+            raise InputError("tables.error.binary_kind", what=what)
 
 
 def _looks_gbk(text: str) -> bool:
@@ -123,14 +132,13 @@ def decode(raw: bytes) -> tuple[str, str]:
         if raw.startswith(bom):
             text = _strict(raw, encoding)
             if text is None:
-                raise InputError(f"The file starts with a {ENCODING_NAMES[encoding]} marker but is not valid "
-                                 f"{ENCODING_NAMES[encoding]} text; save it again as UTF-8.")
+                raise InputError("tables.error.bad_bom", encoding=ENCODING_NAMES[encoding])
             return text.lstrip("\ufeff"), encoding
     if b"\x00" in raw:
         encoding = _utf16_without_bom(raw)
         text = _strict(raw, encoding) if encoding else None
         if text is None:
-            raise InputError("The file looks binary, not a text table (CSV, TSV or JSONL).")
+            raise InputError("tables.error.binary")
         return text, encoding
     text = _strict(raw, "utf-8")
     if text is not None:
@@ -151,7 +159,7 @@ def decode(raw: bytes) -> tuple[str, str]:
 def _charset_normalizer_guess(raw: bytes) -> tuple[str, str] | None:
     import charset_normalizer
 
-    best = charset_normalizer.from_bytes(raw[:200_000], cp_isolation=OTHER_ENCODINGS).best()
+    best = charset_normalizer.from_bytes(raw[:200_000], cp_isolation=list(OTHER_ENCODINGS)).best()
     if best is None:
         return None
     text = _strict(raw, best.encoding)
@@ -163,9 +171,9 @@ def check_text(text: str) -> None:
     sample = text[:SNIFF_CHARS]
     controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f\v")
     if controls > max(2, len(sample) // 200):
-        raise InputError("The file looks binary, not a text table (CSV, TSV or JSONL).")
+        raise InputError("tables.error.binary")
     if HTML_START.match(sample):
-        raise InputError("The file is a web page (HTML or XML), not a table; export the table itself as CSV.")
+        raise InputError("tables.error.html")
 
 
 def _records(text: str, delimiter: str, limit: int) -> list[list[str]]:
@@ -210,4 +218,4 @@ def unused_char(text: str) -> str:
     for ch in "\x1f\x1e\x1d\x1c\x07":
         if ch not in text:
             return ch
-    raise InputError("The file looks binary, not a text table (CSV, TSV or JSONL).")
+    raise InputError("tables.error.binary")

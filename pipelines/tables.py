@@ -3,7 +3,9 @@
 Every problem with a file becomes an :class:`InputError` with one sentence that names it, and the row where
 there is one. Rows are numbered as a spreadsheet shows them: the header is row 1, blank lines count; when a
 quoted cell spans several lines the file's line number is given too. What the reader changed on the way
-(encoding, padded or skipped rows, cut cells, row cap) is listed in ``Table.notes`` for the UI to show.
+(encoding, padded or skipped rows, cut cells, row cap) is listed in ``Table.notes`` for the UI to show: each note
+is English text that carries its keyed message (``note.msg``), rendered in the user's language by
+``components.i18n.say``.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import pandas as pd
 
 from pipelines.errors import InputError
+from pipelines.keyed_text import KeyedText
+from pipelines.messages import Msg
 from pipelines.table_sniff import (
     ENCODING_NAMES,
     check_not_binary,
     check_text,
     decode,
-    human_size,
+    size_msg,
     sniff_delimiter,
     unused_char,
 )
@@ -32,7 +37,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 MAX_COLUMNS = 1000
-DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+DELIMITER_NAMES = MappingProxyType({",": Msg("tables.delimiter.comma"), ";": Msg("tables.delimiter.semicolon"),
+                                    "\t": Msg("tables.delimiter.tab"), "|": Msg("tables.delimiter.pipe")})
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "y", "tag")
 
 csv.field_size_limit(2**31 - 1)  # long cells are cut with a note below instead of failing inside csv
@@ -76,43 +82,43 @@ def read_table(
     try:
         size = path.stat().st_size
     except OSError:
-        raise InputError("The file was not found; upload it again.") from None
+        raise InputError("tables.error.not_found") from None
     if path.is_dir():
-        raise InputError("That is a folder, not a file.")
+        raise InputError("tables.error.folder")
     if size > max_bytes:
-        raise InputError(f"The file is {human_size(size)}; the limit is {human_size(max_bytes)}.")
+        raise InputError("tables.error.too_big", size=size_msg(size), limit=size_msg(max_bytes))
     raw = path.read_bytes()
     if not raw.strip():
-        raise InputError("The file is empty.")
+        raise InputError("tables.error.empty")
     check_not_binary(raw)
     text, encoding = decode(raw)
     if not text.strip():
-        raise InputError("The file is empty.")
+        raise InputError("tables.error.empty")
     check_text(text)
     notes: list[str] = []
     if encoding not in ("utf-8", "utf-8-sig"):
-        notes.append(f"Read as {ENCODING_NAMES.get(encoding, encoding)} text (the file is not UTF-8).")
+        notes.append(KeyedText(Msg.of("tables.note.read_as", encoding=ENCODING_NAMES.get(encoding, encoding))))
     suffix = path.suffix.lower()
     if suffix in JSON_SUFFIXES:
         parsed, delimiter = _parse_json(text, max_rows), None
     else:
         parsed, delimiter = _parse_delimited(text, suffix, max_rows, notes)
     if not parsed.rows:
-        raise InputError("The file has a header row but no data rows.")
+        raise InputError("tables.error.no_rows")
     header = _clean_header(parsed.header, notes)
     if parsed.total > max_rows:
-        notes.append(f"Only the first {max_rows:,} of {parsed.total:,} rows are used.")
+        notes.append(KeyedText(Msg.of("tables.note.row_cap", used=f"{max_rows:,}", total=f"{parsed.total:,}")))
     _cap_cells(parsed, header, max_cell_chars, notes)
     frame = pd.DataFrame(parsed.rows, columns=header).astype(str)
     return Table(frame=frame, encoding=encoding, delimiter=delimiter, notes=notes, row_numbers=parsed.row_numbers)
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+def _where(row: int, line: int) -> Msg:
+    return Msg.of("tables.where.row", row=row) if row == line else Msg.of("tables.where.row_line", row=row, line=line)
 
 
-def _where(row: int, line: int) -> str:
-    return f"Row {row}" if row == line else f"Row {row} (line {line} of the file)"
+def _delimiter_name(delimiter: str) -> Msg | str:
+    return DELIMITER_NAMES.get(delimiter) or repr(delimiter)
 
 
 def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) -> tuple[_Parsed, str]:
@@ -139,15 +145,12 @@ def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) ->
         if header is None:
             header, width = cells, len(cells)
             if width > MAX_COLUMNS:
-                raise InputError(f"The header has {width:,} columns; at most {MAX_COLUMNS:,} are supported.")
+                raise InputError("tables.error.too_many_columns", count=f"{width:,}", limit=f"{MAX_COLUMNS:,}")
             continue
         if len(cells) > width:
             if any(c.strip() for c in cells[width:]):
-                raise InputError(
-                    f"{_where(row, line)} has {len(cells)} cells but the header has {width}; a cell probably "
-                    f"contains an unquoted {DELIMITER_NAMES.get(shown, repr(shown))} (put such cells in double "
-                    "quotes)."
-                )
+                raise InputError("tables.error.ragged_row", where=_where(row, line), cells=len(cells), width=width,
+                                 delimiter=_delimiter_name(shown))
             cells = cells[:width]
         elif len(cells) < width:
             short.append(row)
@@ -160,16 +163,17 @@ def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) ->
             parsed.rows.append(cells)
             parsed.row_numbers.append(row)
     if header is None:
-        raise InputError("The file is empty.")
+        raise InputError("tables.error.empty")
     if any("\n" in c or "\r" in c for c in cells):
         _check_closed_quote(text, parse_with, line - line_offset, row, line)
     parsed.header = header
     if short:
         shown_rows = ", ".join(str(r) for r in short[:5]) + (", ..." if len(short) > 5 else "")
-        notes.append(f"{_count(len(short), 'row')} had fewer cells than the header (row {shown_rows}); "
-                     "the missing cells are left empty.")
+        key = "tables.note.short_row" if len(short) == 1 else "tables.note.short_rows"
+        notes.append(KeyedText(Msg.of(key, count=f"{len(short):,}", rows=shown_rows)))
     if empty:
-        notes.append(f"{_count(empty, 'row')} with only empty cells skipped.")
+        key = "tables.note.empty_row" if empty == 1 else "tables.note.empty_rows"
+        notes.append(KeyedText(Msg.of(key, count=f"{empty:,}")))
     return parsed, shown
 
 
@@ -181,7 +185,7 @@ def _records(reader, line_offset: int):
         except StopIteration:
             return
         except csv.Error as exc:
-            raise InputError(f"Line {reader.line_num + line_offset} could not be read as CSV ({exc}).") from None
+            raise InputError("tables.error.csv_line", line=reader.line_num + line_offset, detail=str(exc)) from None
 
 
 def _check_closed_quote(text: str, delimiter: str, start_line: int, row: int, line: int) -> None:
@@ -193,10 +197,7 @@ def _check_closed_quote(text: str, delimiter: str, start_line: int, row: int, li
             pass
     except csv.Error as exc:
         if "end of data" in str(exc):
-            raise InputError(
-                f"{_where(row, line)} opens a quoted cell (\") that is never closed, so the rest of the file "
-                "ran into one cell."
-            ) from None
+            raise InputError("tables.error.unclosed_quote", where=_where(row, line)) from None
 
 
 def _json_value(value: object) -> str:
@@ -216,25 +217,25 @@ def _parse_json(text: str, max_rows: int) -> _Parsed:
         whole, failure = None, exc
     container = _records_in(whole)
     if container is not None:
-        items, what = list(enumerate(container, start=1)), "Item"
+        items, what = list(enumerate(container, start=1)), "tables.error.item_not_object"
     elif failure is not None and stripped.startswith("["):
-        raise InputError(f"The JSON is not valid near line {getattr(failure, 'lineno', '?')}.")
+        raise InputError("tables.error.json_invalid", line=getattr(failure, "lineno", "?"))
     else:
-        items, what = [], "Line"
+        items, what = [], "tables.error.line_not_object"
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     items.append((number, json.loads(line)))
                 except ValueError:
-                    raise InputError(f"Line {number} is not valid JSON.") from None
+                    raise InputError("tables.error.json_line", line=number) from None
     header: dict[str, None] = {}
     for number, item in items:
         if not isinstance(item, dict):
-            raise InputError(f"{what} {number} is not a JSON object with named fields.")
+            raise InputError(Msg.of(what, number=number))
         header.update(dict.fromkeys(str(k) for k in item))
     names = list(header)
     if len(names) > MAX_COLUMNS:
-        raise InputError(f"The records have {len(names):,} different fields; at most {MAX_COLUMNS:,} are supported.")
+        raise InputError("tables.error.too_many_fields", count=f"{len(names):,}", limit=f"{MAX_COLUMNS:,}")
     parsed = _Parsed(names, [], [], len(items))
     for number, item in items[:max_rows]:
         values = {str(k): v for k, v in item.items()}
@@ -267,12 +268,12 @@ def _clean_header(names: list[str], notes: list[str]) -> list[str]:
         seen.add(name)
         header.append(name)
     if renamed:
-        notes.append(f"Empty or repeated column names were renamed: {', '.join(renamed[:5])}.")
+        notes.append(KeyedText(Msg.of("tables.note.renamed", names=", ".join(renamed[:5]))))
     return header
 
 
 def _cap_cells(parsed: _Parsed, header: list[str], limit: int, notes: list[str]) -> None:
-    cut, first = 0, ""
+    cut, first = 0, (0, "")
     for rows_index, cells in enumerate(parsed.rows):
         if max(map(len, cells)) <= limit:
             continue
@@ -280,10 +281,11 @@ def _cap_cells(parsed: _Parsed, header: list[str], limit: int, notes: list[str])
             if len(value) > limit:
                 cells[col] = value[:limit]
                 if not cut:
-                    first = f"row {parsed.row_numbers[rows_index]}, column '{header[col]}'"
+                    first = (parsed.row_numbers[rows_index], header[col])
                 cut += 1
     if cut:
-        notes.append(f"{_count(cut, 'cell')} longer than {limit:,} characters cut to that length (first: {first}).")
+        key = "tables.note.cell_cut" if cut == 1 else "tables.note.cells_cut"
+        notes.append(KeyedText(Msg.of(key, count=f"{cut:,}", limit=f"{limit:,}", row=first[0], column=first[1])))
 
 
 def neutralise(value: object) -> object:

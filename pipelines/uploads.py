@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipelines.errors import InputError
-from pipelines.table_sniff import human_size
+from pipelines.table_sniff import size_msg
 
 
 def gradio_temp_dir() -> Path:
@@ -50,27 +50,27 @@ def checked_upload(
     """
     raw = _as_path(path)
     if not raw or not raw.strip():
-        raise InputError("Upload a file first.")
+        raise InputError("uploads.error.none")
     if "\x00" in raw:
-        raise InputError("The uploaded file name is not valid.")
+        raise InputError("uploads.error.bad_name")
     roots = [Path(r).expanduser().resolve() for r in (gradio_temp_dir(), *allowed_roots)]
     try:
         resolved = Path(raw).resolve()
     except (OSError, RuntimeError, ValueError):
-        raise InputError("The uploaded file name is not valid.") from None
+        raise InputError("uploads.error.bad_name") from None
     if not any(resolved.is_relative_to(root) for root in roots):
-        raise InputError("That file is not an upload of this app; upload it again with the file picker.")
+        raise InputError("uploads.error.foreign")
     if not resolved.exists():
-        raise InputError("The uploaded file is gone (uploads are temporary); upload it again.")
+        raise InputError("uploads.error.gone")
     if not resolved.is_file():
-        raise InputError("That upload is not a regular file.")
+        raise InputError("uploads.error.not_file")
     suffixes = _suffixes(allowed_suffixes)
     name = Path(raw).name
     if suffixes and not resolved.name.lower().endswith(suffixes):
-        raise InputError(f"'{name}' has the wrong type; upload a {', '.join(suffixes)} file.")
+        raise InputError("uploads.error.wrong_type", name=name, types=", ".join(suffixes))
     size = resolved.stat().st_size
     if size == 0:
-        raise InputError(f"'{name}' is empty.")
+        raise InputError("uploads.error.empty", name=name)
     if size > max_bytes:
-        raise InputError(f"'{name}' is {human_size(size)}; the limit is {human_size(max_bytes)}.")
+        raise InputError("uploads.error.too_big", name=name, size=size_msg(size), limit=size_msg(max_bytes))
     return resolved

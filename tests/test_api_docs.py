@@ -39,7 +39,7 @@ def test_readme_lists_exactly_the_public_endpoints(client: Client) -> None:
     assert set(documented) == public, (
         f"undocumented: {sorted(public - set(documented))}; documented but missing: {sorted(set(documented) - public)}"
     )
-    assert {"Generate", "Models", "Attention", "Fine-tune", "Classify", "Summarize", "Extract"} == set(
+    assert {"Generate", "Models", "Attention", "Fine-tune", "Classify", "Summarize", "Extract", "Evaluate"} == set(
         documented.values())
 
 

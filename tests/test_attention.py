@@ -168,8 +168,8 @@ def test_bertviz_views_respect_their_budget(ctx, llama) -> None:
     # the head view draws one layer: 4 heads x 48^2 lines; the weights of one layer fit the embedding budget
     assert head.tokens == 48 and head.layers == [1]
     assert model.tokens == 20
-    assert any("first 48 of 96" in note for note in head.notes)
-    assert any("layers 1-1 of 0-1" in note for note in head.notes)
+    assert any("first 48 of 96" in str(note) for note in head.notes)
+    assert any("layers 1-1 of 0-1" in str(note) for note in head.notes)
     both = head_view_html(result, 1, BertvizOptions(head_lines=4 * 48 * 48, head_max_values=2 * 4 * 48 * 48))
     assert both.tokens == 48 and both.layers == [0, 1]
     roomy = head_view_html(result, 1, BertvizOptions(head_lines=4 * 96 * 96, head_max_values=2 * 4 * 96 * 96))
@@ -235,12 +235,13 @@ def test_models_with_different_tokenizers_are_refused(ctx, bert, llama) -> None:
 def test_long_input_is_capped_with_a_note(ctx, bert) -> None:
     result = extract(ctx.manager, bert, AttentionInput(TEXT * 20, max_tokens=16))
     assert result.num_tokens == 16 and result.truncated and result.total_tokens > 16
-    assert result.notes[0] == f"The input has {result.total_tokens} tokens; only the first 16 were kept (limit 16)."
+    expected = f"The input has {result.total_tokens} tokens; only the first 16 were kept (limit 16)."
+    assert str(result.notes[0]) == expected
     assert "only the first 16 were kept" in notes_markdown(result)
     # tiny-bert encodes 256 positions, so a 512 request is lowered with a note
     big = extract(ctx.manager, bert, AttentionInput(TEXT * 60, max_tokens=10_000))
     assert big.num_tokens == 256 and big.max_tokens == 256
-    assert any("at most 256 positions" in note for note in big.notes)
+    assert any("at most 256 positions" in str(note) for note in big.notes)
     short = extract(ctx.manager, bert, AttentionInput(TEXT))
     assert not short.truncated and short.notes == []
 
@@ -285,7 +286,7 @@ def test_position_tables(ctx, bert, llama) -> None:
     learned = position_table(ctx.manager.load(bert, attn_implementation="eager").model)
     assert learned.kind == "learned" and learned.table.shape == (256, 32)
     rotary = position_table(ctx.manager.load(llama, attn_implementation="eager").model, positions=64)
-    assert rotary.kind == "rotary" and "RoPE" in rotary.description
+    assert rotary.kind == "rotary" and "RoPE" in str(rotary.description)
     assert rotary.table.shape == (64, 8)  # head size 8: 4 frequencies, cos | sin
     np.testing.assert_allclose(rotary.table, rotary_table(64, 8, 10000.0), atol=1e-5)
     table = sinusoidal_table(50, 16)

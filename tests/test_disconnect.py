@@ -8,7 +8,6 @@ import pytest
 
 import app
 from pipelines.context import AppContext
-from pipelines.tasks.batch import JOBS
 from tests.app_server import free_port
 
 
@@ -30,7 +29,10 @@ def test_closing_the_page_stops_a_running_batch_job(browser, ctx: AppContext, tm
         page.wait_for_timeout(1500)
         page.locator("#classify-batch-run").click()
         page.locator("#classify-batch-status").get_by_text("running").wait_for(timeout=120_000)
-        running = [job for job in JOBS._jobs.values() if not job.finished]
+        running, deadline = [], time.monotonic() + 30
+        while not running and time.monotonic() < deadline:  # the job is in the context's session registry
+            running = [job for _, kind, job in ctx.sessions.running() if kind.startswith("batch")]
+            time.sleep(0.1)
         assert len(running) == 1
         job = running[0]
         page.close()  # the user closes the tab mid-run

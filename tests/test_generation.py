@@ -19,6 +19,7 @@ from pipelines.generation.presets import PRESETS, apply_preset, is_chinese
 from pipelines.generation.render import next_token_figure, token_html
 from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, parse_stop_strings
 from pipelines.generation.streaming import PieceDecoder
+from pipelines.messages import render
 
 PROMPT = "The quick brown fox jumps over the lazy dog and"
 
@@ -110,7 +111,7 @@ def test_max_new_tokens_capped_by_context_and_hard_cap(service, tiny) -> None:
     stream = service.stream(tiny, PROMPT, completion(max_new_tokens=1000), stop_event=threading.Event())
     first = next(stream)
     stream.close()
-    assert first.max_new_tokens == 256 - len(ids) and "capped" in first.notes[0]
+    assert first.max_new_tokens == 256 - len(ids) and "capped" in str(first.notes[0])
 
 
 def test_chat_template_and_completion_default(service, tiny) -> None:
@@ -136,8 +137,8 @@ def test_chat_history_is_trimmed_to_fit_the_context(service, tiny) -> None:
 
 
 def test_smollm2_chat_uses_its_template_and_answers(service) -> None:
-    """Real weights: the embedded SmolLM2 answers a simple question in chat mode."""
-    settings = GenerationSettings(max_new_tokens=16, precision="float32")
+    """Real weights: the embedded SmolLM2 answers a simple question in chat mode (greedy, as chat used to default)."""
+    settings = GenerationSettings(max_new_tokens=16, precision="float32", do_sample=False)
     result = service.generate("smollm2-135m-instruct", "What is the capital of France?", settings,
                               system="You are a helpful assistant.")
     assert "<|im_start|>" in result.prompt and result.prompt.rstrip().endswith("<|im_start|>assistant")
@@ -258,7 +259,8 @@ def test_compare_mode_returns_two_answers(ctx, tiny_root) -> None:
     assert len(final) == 6
     text_a, _, stats_a, text_b, view_b, stats_b = final
     assert text_a and text_b and text_a != text_b
-    assert stats_a["new_tokens"] == 6 and stats_b["new_tokens"] == 6 and "tabindex" in view_b
+    new_tokens = render("generate.stat.new_tokens")  # the panel shows translated labels
+    assert stats_a[new_tokens] == 6 and stats_b[new_tokens] == 6 and "tabindex" in view_b
     assert any(u[3] is gr.skip() or not isinstance(u[3], str) for u in updates[:-1])  # A streamed first, alone
     service = GenerationService(ctx)
     for ref, text in ((tiny_a, text_a), (tiny_b, text_b)):
@@ -271,12 +273,14 @@ def test_chinese_prompt_round_trips(ctx) -> None:
     demo, _ = _blocks_with_generate_tab(ctx)
     details = _handler(demo, api_name="generate_details").fn
     question, system = "请用中文写一句关于春天的话。", "你是一个乐于助人的助手。"
-    out = details(question, "smollm2-135m-instruct", {"precision": "float32", "max_new_tokens": 12}, system)
+    out = details(question, "smollm2-135m-instruct", {"precision": "float32", "max_new_tokens": 12, "do_sample": False},
+                  system)
     assert f"<|im_start|>user\n{question}<|im_end|>" in out["prompt"]
     assert f"<|im_start|>system\n{system}<|im_end|>" in out["prompt"]
     pieces = [tok["text"] for tok in out["tokens"]]
     assert "".join(pieces) == out["text"] and "\ufffd" not in out["text"]
     assert is_chinese(out["text"])  # SmolLM2 answers in Chinese here (greedy)
+    assert any("English-centred" in note for note in out["stats"]["notes"])  # and the stats say it is English-centred
     tokenizer = GenerationService(ctx).engine("smollm2-135m-instruct", "float32").tokenizer
     decoded = tokenizer.decode([tok["id"] for tok in out["tokens"]], skip_special_tokens=True)
     assert decoded.startswith(out["text"])  # only an unfinished last character may be held back

@@ -11,7 +11,7 @@ from components.i18n import LANGUAGES, TRANSLATIONS, load_translations, text
 COMPONENTS = Path(__file__).resolve().parent.parent / "components"
 TEXT_KWARGS = {"label", "info", "placeholder", "title"}
 TEXT_POSITIONAL = {"Button", "Markdown", "Tab", "Accordion", "DownloadButton", "UploadButton", "ClearButton"}
-KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+KEY = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_]+)+$")  # later parts may name data labels (extract.label.GPE)
 
 
 def _calls(tree: ast.AST):

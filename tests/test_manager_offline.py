@@ -19,9 +19,7 @@ def online(monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    hub.reset_hub_check()
     yield monkeypatch
-    hub.reset_hub_check()
 
 
 def closed_port() -> int:
@@ -41,35 +39,46 @@ def listening():
 
 def test_refused_connection_means_unreachable(online):
     online.setattr(hf_constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
-    assert hub.hub_reachable() is False
+    assert hub.HubCheck().reachable() is False
 
 
 def test_unknown_host_means_unreachable(online):
     online.setattr(hf_constants, "ENDPOINT", "https://no-such-host.invalid")
-    assert hub._hub_address() == ("no-such-host.invalid", 443)
-    assert hub.hub_reachable() is False
+    assert hub.hub_address() == ("no-such-host.invalid", 443)
+    assert hub.HubCheck().reachable() is False
 
 
 def test_listening_endpoint_is_reachable(online, listening):
     online.setattr(hf_constants, "ENDPOINT", f"http://127.0.0.1:{listening}")
-    assert hub.hub_reachable() is True
+    assert hub.HubCheck().reachable() is True
 
 
 def test_answer_is_cached_then_refreshed(online):
     calls = []
-    online.setattr(hub, "_probe", lambda host, port, timeout: calls.append((host, port, timeout)) or False)
-    assert hub.hub_reachable() is False
-    assert hub.hub_reachable() is False
+    online.setattr(hub, "probe", lambda host, port, timeout: calls.append((host, port, timeout)) or False)
+    check = hub.HubCheck()
+    assert check.reachable() is False
+    assert check.reachable() is False
     assert len(calls) == 1
-    hub._hub_state["checked"] -= hub.HUB_CHECK_SECONDS + 1  # a minute later
-    hub.hub_reachable()
+    check.checked -= hub.HUB_CHECK_SECONDS + 1  # a minute later
+    check.reachable()
     assert len(calls) == 2 and calls[0][2] == hub.HUB_CONNECT_TIMEOUT
+    check.reset()
+    check.reachable()
+    assert len(calls) == 3
+
+
+def test_each_manager_owns_its_answer(online, ctx: AppContext):
+    """The cached answer lives on the manager (the context), not in module globals."""
+    online.setattr(hub, "probe", lambda *a: False)
+    assert ctx.manager.hub.reachable() is False and ctx.manager.hub.checked > float("-inf")
+    assert hub.HubCheck().checked == float("-inf")
 
 
 def test_offline_mode_answers_without_probing(online):
     online.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    online.setattr(hub, "_probe", lambda *a: pytest.fail("probed although HF_HUB_OFFLINE is set"))
-    assert hub.hub_reachable() is False
+    online.setattr(hub, "probe", lambda *a: pytest.fail("probed although HF_HUB_OFFLINE is set"))
+    assert hub.HubCheck().reachable() is False
 
 
 def test_proxy_is_probed_instead_of_the_hub(online):
@@ -77,7 +86,7 @@ def test_proxy_is_probed_instead_of_the_hub(online):
     online.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     online.delenv("NO_PROXY", raising=False)
     online.delenv("no_proxy", raising=False)
-    assert hub._hub_address() == ("proxy.example", 3128)
+    assert hub.hub_address() == ("proxy.example", 3128)
 
 
 def spy_from_pretrained(monkeypatch, cls) -> list[dict]:
@@ -101,7 +110,7 @@ def test_unreachable_hub_loads_local_cache_only(online, ctx: AppContext):
 
 
 def test_reachable_hub_is_asked(online, ctx: AppContext):
-    online.setattr(hub, "_probe", lambda *a: True)
+    online.setattr(hub, "probe", lambda *a: True)
     seen = spy_from_pretrained(online, transformers.AutoConfig)
     with pytest.raises(ModelLoadError):
         ctx.manager.load("nobody-here/no-such-model-xyz")
@@ -109,7 +118,7 @@ def test_reachable_hub_is_asked(online, ctx: AppContext):
 
 
 def test_tokenizer_and_weights_go_local_only_too(online, ctx: AppContext):
-    online.setattr(hub, "_probe", lambda *a: False)
+    online.setattr(hub, "probe", lambda *a: False)
     seen = spy_from_pretrained(online, transformers.AutoTokenizer)
     with pytest.raises(ModelLoadError, match="unreachable"):
         ctx.manager.load("nobody-here/no-such-model-xyz", kind="causal-lm")  # kind given: no config probe
@@ -122,4 +131,4 @@ def test_real_offline_failure_is_clear(online, ctx: AppContext):
     with pytest.raises(ModelLoadError) as info:
         ctx.manager.load("nobody-here/no-such-model-xyz")
     assert "not in the local cache and the Hub is unreachable" in str(info.value)
-    assert hub._hub_state["reachable"] is False
+    assert ctx.manager.hub.answer is False and ctx.manager.hub.checked > float("-inf")

@@ -44,6 +44,7 @@ def test_smollm2_from_scratch_converts_gguf_once_and_matches_the_cache(tmp_path:
     assert (fresh.cache_dir / "smollm2-135m-instruct" / CACHE_MARKER).exists()
     assert (fresh.cache_dir / "smollm2-135m-instruct" / "model.safetensors").exists()
     assert any("GGUF" in s for s in steps)
+    assert any(getattr(s, "msg", None) and "GGUF" in s.render("zh-CN") for s in steps)  # keyed, translatable
     # No half-written folder is left beside the cache.
     assert [p.name for p in fresh.cache_dir.iterdir()] == ["smollm2-135m-instruct"]
     cached = ctx.manager.load("smollm2-135m-instruct")
@@ -154,8 +155,9 @@ def test_device_detection_and_override() -> None:
     assert detect_device("auto") == ("cuda" if torch.cuda.is_available() else detect_device("mps"))
     assert detect_device("cpu") == "cpu"
     assert resolve_dtype("auto", "cpu") == "float32"
-    with pytest.raises(ValueError, match="Unknown precision"):
+    with pytest.raises(ModelLoadError, match="Unknown precision") as info:
         resolve_dtype("float8", "cpu")
+    assert info.value.key == "models.error.unknown_dtype" and "未知精度" in info.value.render("zh-CN")
 
 
 def test_trust_remote_code_is_off_by_default() -> None:
@@ -178,3 +180,34 @@ def test_out_of_memory_while_loading_is_a_clear_message_and_nothing_is_cached(
     assert ctx.manager.loaded() == []
     monkeypatch.undo()
     assert ctx.manager.load(str(tiny_root / "tiny-llama")).kind == "causal-lm"  # and the app keeps serving
+
+
+def test_a_folder_typed_two_ways_loads_once(ctx: AppContext, tiny_root: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trailing slash, relative path and a symlink all name the same folder: one cache entry, one build."""
+    folder = tiny_root / "tiny-bert"
+    first = ctx.manager.load(str(folder))
+    assert ctx.manager.load(str(folder) + "/") is first
+    monkeypatch.chdir(tiny_root)
+    assert ctx.manager.load("./tiny-bert") is first
+    link = tiny_root / "bert-link"
+    link.symlink_to(folder, target_is_directory=True)
+    try:
+        assert ctx.manager.load(str(link)) is first
+        assert ctx.manager.load_count == 1 and len(ctx.manager.loaded()) == 1
+        assert ctx.manager.unload(str(link) + "/") == 1  # unloading by another spelling finds it too
+    finally:
+        link.unlink()
+    assert ctx.manager.loaded() == []
+
+
+def test_auto_precision_reuses_the_copy_in_memory(ctx: AppContext, tiny_root: Path) -> None:
+    """A copy loaded in another precision (e.g. the Generate tab's auto choice) is reused by an 'auto' load."""
+    ref = str(tiny_root / "tiny-llama")
+    chosen = ctx.manager.load(ref, "causal-lm", dtype="bfloat16")
+    assert ctx.manager.load(ref, "causal-lm", dtype="auto") is chosen
+    assert ctx.manager.load(ref, None) is chosen  # no dtype means auto too
+    assert ctx.manager.load_count == 1 and len(ctx.manager.loaded()) == 1
+    fp32 = ctx.manager.load(ref, "causal-lm", dtype="float32")  # an explicit precision is honoured
+    assert fp32 is not chosen and ctx.manager.load_count == 2
+    assert ctx.manager.load(ref, "causal-lm", dtype="auto") is fp32  # the most recently used copy

@@ -334,3 +334,44 @@ def test_round_trip_any_frame(tmp_path, case):
     assert table.frame.values.tolist() == frame.values.tolist()
     if len(frame.columns) > 1:
         assert table.delimiter == delimiter
+
+
+# ---- keyed messages: every note and error has a key, an English and a Chinese text ---------------------------------
+CJK = __import__("re").compile(r"[\u4e00-\u9fff]")
+KEYLIKE = __import__("re").compile(r"(tables|uploads)\.[a-z_]+\.[a-z_]+")
+
+
+def test_notes_are_english_text_that_carries_a_translatable_key(tmp_path):
+    table = read_table(write(tmp_path, "zh.csv", "名字,城市,城市\n张三,北京\n,,\n李四,上海,x\n", "gbk"))
+    keys = {note.msg.key for note in table.notes}
+    assert {"tables.note.read_as", "tables.note.short_row", "tables.note.empty_row", "tables.note.renamed"} <= keys
+    assert any(note.startswith("Read as GB18030/GBK") for note in table.notes)  # still plain English text
+    assert all(CJK.search(note.render("zh-CN")) for note in table.notes)
+
+
+def test_errors_are_keyed_and_render_in_chinese(tmp_path):
+    with pytest.raises(InputError) as info:
+        read_table(write(tmp_path, "r.csv", "text,label\nfine,a\nhello, world,b\n"))
+    assert info.value.key == "tables.error.ragged_row"
+    assert info.value.render("zh-CN").startswith("第 3 行有 3 个单元格") and "逗号" in info.value.render("zh-CN")
+    with pytest.raises(InputError) as info:
+        read_table(write(tmp_path, "x.csv", b"PK\x03\x04rest"))
+    assert "Excel" in str(info.value) and "工作簿" in info.value.render("zh-CN")
+
+
+def test_every_key_in_the_table_and_upload_code_has_both_texts():
+    import ast
+
+    from pipelines.messages import texts
+
+    root = Path(__file__).resolve().parent.parent / "pipelines"
+    keys = set()
+    for name in ("tables.py", "table_sniff.py", "uploads.py"):
+        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+            value = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(value, str) and KEYLIKE.fullmatch(value):
+                keys.add(value)
+    assert len(keys) > 40
+    for lang in ("en", "zh-CN"):
+        missing = sorted(k for k in keys if k not in texts()[lang])
+        assert not missing, f"{lang}: {missing}"

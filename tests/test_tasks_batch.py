@@ -85,7 +85,7 @@ def test_stop_mid_batch_keeps_done_rows_downloadable(ctx, upload_dir) -> None:
     runner.start()
     assert started.wait(30)
     time.sleep(0.3)
-    status, preview, files, _, _ = stop_batch("test-stop")
+    status, preview, files, _, _ = stop_batch(ctx, "test-stop")
     runner.join(30)
     done = pd.read_csv(files[0])
     assert "stopped" in status
@@ -103,7 +103,7 @@ def test_batch_job_reports_errors_and_keeps_rows() -> None:
     job = BatchJob(["a", "b", "c", "d"], fail_on_third, batch_size=1)
     job.run()
     assert [r["v"] for r in job.results] == ["a", "b"]
-    assert "boom" in job.error and "failed" in job.status()
+    assert "boom" in str(job.error) and "failed" in str(job.status())
 
 
 def test_download_neutralises_formulas(ctx, upload_dir) -> None:
@@ -122,13 +122,21 @@ def test_unknown_column_is_a_clear_error(ctx, upload_dir) -> None:
         _last(run_batch(ctx, "test-col", path, "body", None, lambda: BatchSpec(lambda t: t, 1)))
 
 
-def test_registry_drops_the_oldest_finished_jobs() -> None:
-    from pipelines.tasks.batch import JobRegistry
+def test_batch_jobs_live_in_the_context_sessions_and_end_with_the_session(ctx, upload_dir) -> None:
+    from pipelines.sessions import WorkerJob
+    from pipelines.tasks.batch import batch_kind
 
-    registry = JobRegistry(keep=2)
-    for i in range(5):
-        registry.put(f"s{i}", BatchJob([], lambda t: t))
-    assert [registry.get(f"s{i}") is not None for i in range(5)] == [False, False, True, True, True]
+    path = _csv(upload_dir, [{"text": f"row {i}"} for i in range(3)])
+    _last(run_batch(ctx, "test-sessions", path, "text", None, lambda: BatchSpec(lambda t: [{"v": x} for x in t], 2)))
+    job = ctx.sessions.get("api", batch_kind("test-sessions"))  # no browser session: the API's
+    assert isinstance(job, BatchJob) and isinstance(job, WorkerJob) and job.done == 3
+    blocked = threading.Event()
+    slow = BatchJob([f"r{i}" for i in range(50)], lambda t: blocked.wait(5) and [{"v": x} for x in t], 1).start()
+    ctx.sessions.put("browser-1", batch_kind("test-sessions"), slow)
+    assert ctx.sessions.end("browser-1") == 1  # the page was closed: its job is stopped and forgotten
+    blocked.set()
+    assert slow.wait(10) and slow.stopped and slow.done < slow.total
+    assert ctx.sessions.get("browser-1", batch_kind("test-sessions")) is None
 
 
 def test_files_outside_the_upload_folder_are_refused(ctx, tmp_path) -> None:

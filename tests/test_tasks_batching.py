@@ -33,10 +33,11 @@ def hub_style(tiny_root, shared_cache_dir) -> dict[str, str]:
 
 
 @pytest.fixture
-def fresh_decisions(monkeypatch) -> dict:
-    decisions: dict = {}
-    monkeypatch.setattr(precision, "_DECISIONS", decisions)
-    return decisions
+def fresh_decisions(ctx) -> precision.DecisionStore:
+    """The context's shared decisions, empty (the context creates its DecisionStore at first use)."""
+    assert isinstance(ctx.decisions, precision.DecisionStore) and ctx.decisions is ctx.decisions
+    ctx.decisions.clear()
+    return ctx.decisions
 
 
 def test_length_sorted_batches_cover_every_row_once_shortest_first() -> None:
@@ -92,7 +93,8 @@ def test_precision_options_load_the_right_weights(ctx, tiny_root, fresh_decision
     assert bf16.loaded.key.dtype == "bfloat16" and next(bf16.model.parameters()).dtype == torch.bfloat16
     exact = fine_tuned_classifier(ctx.manager, ref, "float32").classify(TEXTS)
     assert bf16.classify(TEXTS)[0]["scores"] == pytest.approx(exact[0]["scores"], abs=0.05)  # it runs, close
-    assert isinstance(fine_tuned_classifier(ctx.manager, ref), precision.AutoPrecision)  # the default is auto
+    assert isinstance(fine_tuned_classifier(ctx.manager, ref, decisions=fresh_decisions),
+                      precision.AutoPrecision)  # the default is auto
     with pytest.raises(InputError, match="precision"):
         fine_tuned_classifier(ctx.manager, ref, "int4")
 
@@ -100,16 +102,17 @@ def test_precision_options_load_the_right_weights(ctx, tiny_root, fresh_decision
 def test_auto_precision_measures_once_and_keeps_exact_answers(ctx, tiny_root, fresh_decisions, monkeypatch) -> None:
     ref = str(tiny_root / "tiny-bert-cls")
     exact = fine_tuned_classifier(ctx.manager, ref, "float32").classify(TEXTS)
-    auto = fine_tuned_classifier(ctx.manager, ref, "auto")
+    auto = fine_tuned_classifier(ctx.manager, ref, "auto", decisions=fresh_decisions)
     assert [r["label"] for r in auto.classify(TEXTS[:3])] == [r["label"] for r in exact[:3]]
-    assert auto.decision is None and "too few rows" in auto.describe()  # a few rows never trigger it
+    assert auto.decision is None and "too few rows" in str(auto.describe())  # a few rows never trigger it
     monkeypatch.setattr(precision, "CALIBRATION_ROWS", 32)
     monkeypatch.setattr(precision, "MIN_AGREEMENT", 1.01)  # no candidate can pass: float32 everywhere
     results = auto.classify(TEXTS)
     assert auto.chosen == "float32" and auto.decision.rows == 32
     assert set(auto.decision.measured) == {"bfloat16", "int8"}  # both candidates were measured
     assert [r["label"] for r in results] == [r["label"] for r in exact]
-    assert "float32 (auto" in auto.describe() and "int8 " in auto.describe() and "/32 · " in auto.describe()
+    assert str(auto.describe()).startswith("Precision: float32, chosen automatically: ")
+    assert fresh_decisions.get(auto.key) is auto.decision  # kept on the context, for every session
     assert not any(m["dtype"] in ("int8", "bfloat16") and m["model"] == "tiny-bert-cls"
                    for m in ctx.manager.loaded())  # the losers' weights were released
     fresh_decisions.clear()
@@ -152,7 +155,8 @@ def test_auto_precision_picks_the_fastest_candidate_that_agrees(fresh_decisions,
     sample = precision.calibration_rows([len(t) for t in ROWS])
     flips = {int(ROWS[i].split()[1]) for i in sample[precision.PROBE_ROWS:][::20]}  # 2 rows, outside the probe
     exact, fast, faster = FakeClassifier(0.002), FakeClassifier(0.001), FakeClassifier(0.0002, flips=flips)
-    auto = precision.AutoPrecision(exact, {"bfloat16": lambda: faster, "int8": lambda: fast}, key="fake")
+    auto = precision.AutoPrecision(exact, {"bfloat16": lambda: faster, "int8": lambda: fast}, key="fake",
+                                   store=fresh_decisions)
     results = auto.classify(ROWS)
     # the faster one agreed on the 32 probe rows but flipped 2 of 64: the next fastest that agrees is chosen
     assert auto.chosen == "int8"
@@ -164,14 +168,19 @@ def test_auto_precision_picks_the_fastest_candidate_that_agrees(fresh_decisions,
     warm = precision.WARMUP_ROWS
     assert exact.rows == warm + 64 and faster.rows == warm + 64  # float32 only on the calibration rows
     assert fast.rows == warm + 300  # the winner: the probe, the other calibration rows, then every later row
+    assert str(auto.describe()) == ("Precision: int8, chosen automatically: same labels as float32 on 64 of 64 rows,"
+                                    " 2.0x faster.")
+    assert auto.describe().render("zh-CN").startswith("精度：int8，自动选择：")
 
 
 def test_auto_precision_keeps_float32_when_nothing_is_worth_it(fresh_decisions, fake_clock) -> None:
     exact, slow = FakeClassifier(0.001), FakeClassifier(0.002)
-    auto = precision.AutoPrecision(exact, {"bfloat16": lambda: slow, "int8": lambda: FakeClassifier(0.001)}, "k")
+    auto = precision.AutoPrecision(exact, {"bfloat16": lambda: slow, "int8": lambda: FakeClassifier(0.001)}, "k",
+                                   fresh_decisions)
     auto.classify(ROWS)
     assert auto.chosen == "float32" and slow.rows == 32 + precision.WARMUP_ROWS  # only the probe: never confirmed
-    assert "float32 (auto" in auto.describe()
+    assert str(auto.describe()) == ("Precision: float32, chosen automatically: the fastest alternative, int8, ran "
+                                    "only 1.0x as fast as float32.")
 
 
 def test_auto_precision_survives_a_candidate_that_fails(fresh_decisions, fake_clock) -> None:
@@ -179,11 +188,27 @@ def test_auto_precision_survives_a_candidate_that_fails(fresh_decisions, fake_cl
         raise RuntimeError("no bf16 kernels here")
 
     auto = precision.AutoPrecision(FakeClassifier(0.001), {"bfloat16": broken,
-                                                           "int8": lambda: FakeClassifier(0.0, label="b")}, "k")
+                                                           "int8": lambda: FakeClassifier(0.0, label="b")}, "k",
+                                   fresh_decisions)
     results = auto.classify(ROWS[:200])
     assert auto.chosen == "float32"  # int8 disagrees on every row; bfloat16 could not run
     assert set(auto.decision.measured) == {"int8"} and auto.decision.measured["int8"][0] == 0.0
     assert [r["label"] for r in results] == ["a"] * 200
+
+
+def test_auto_precision_never_decides_on_fewer_rows_than_promised(fresh_decisions, fake_clock) -> None:
+    """A small file (32-63 rows) used to fix the process-wide decision on fewer rows than the 64 promised."""
+    exact, fast = FakeClassifier(0.002), FakeClassifier(0.001)
+    auto = precision.AutoPrecision(exact, {"bfloat16": lambda: fast, "int8": lambda: fast}, "small", fresh_decisions)
+    results = auto.classify(ROWS[:40])
+    assert auto.decision is None and len(fresh_decisions) == 0  # nothing decided, nothing cached for others
+    assert exact.rows == 40 and fast.rows == 0 and [r["label"] for r in results] == ["a"] * 40  # float32, exact
+    assert str(auto.describe()) == ("Precision: float32, chosen automatically: 40 rows are too few to compare "
+                                    "precisions safely (at least 64 are needed), so nothing was decided.")
+    other = precision.AutoPrecision(exact, {"bfloat16": lambda: fast, "int8": lambda: fast}, "small", fresh_decisions)
+    other.classify(ROWS[:100])  # a larger file of the same model decides, on the promised 64 rows
+    assert other.decision.rows == precision.CALIBRATION_ROWS == 64
+    assert auto.decision is other.decision  # shared through the store
 
 
 def test_calibration_rows_are_similar_length_groups_around_the_quartiles() -> None:

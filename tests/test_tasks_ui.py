@@ -124,11 +124,12 @@ def test_classify_csv_with_a_fine_tuned_classifier_at_each_precision(client, app
     assert "80 of 80 rows (done" in status
     assert preview["data"][-1][0].endswith("row number 79") and preview["data"][-1][1]  # the last row has a label
     if precision == "auto":  # the status says what auto chose, from a measurement on 64 rows
-        assert re.search(r"Precision: (float32|bfloat16|int8) \(auto; measured against float32", status), status
+        # one plain sentence (it used to be "Precision: x (auto; measured against float32 as agreement/rows · ...")
+        assert re.search(r"Precision: (float32|bfloat16|int8), chosen automatically: [^\n]*\.$", status), status
         zh = Client(app_server["url"], verbose=False, headers={"accept-language": "zh-CN"})
         zh_status, *_ = zh.predict(handle_file(str(path)), "text", "", "finetuned", str(tiny_root / "tiny-bert-cls"),
                                    "", TEMPLATE, precision, api_name="/classify_csv")
-        assert "精度：" in zh_status and "自动" in zh_status  # decided already: the cached decision, in Chinese
+        assert "精度：" in zh_status and "自动选择" in zh_status  # decided already: the cached decision, in Chinese
     else:
         assert "Precision:" not in status
 

@@ -50,10 +50,29 @@ def tiny_settings(task: str = "classification", **extra) -> TrainSettings:
     return TrainSettings.from_dict(values, base=preset("quick", task))
 
 
-def run_job(ctx, data, settings, base: str, **kwargs) -> TrainingJob:
-    job = TrainingJob(ctx.config, ctx.training_lock, data, settings, base, name="test", num_threads=2).start()
+def run_job(ctx, data, settings, base: str, job_class: type[TrainingJob] = TrainingJob) -> TrainingJob:
+    job = job_class(ctx.config, ctx.training_lock, data, settings, base, name="test", num_threads=2).start()
     job.wait(timeout=600)
     return job
+
+
+class Probe(TrainingJob):
+    """A job that runs ``probe(trainer)`` on the trained model just before the job drops it (the job keeps
+    nothing of the model once it ends, so tests compare against what the probe recorded)."""
+
+    texts = ["great wonderful film", "terrible boring film", "a dreadful bore"]
+
+    def cleanup(self) -> None:
+        trainer = self.trainer
+        if trainer is not None and trainer.model is not None:
+            trainer.model.eval()
+            with torch.no_grad():
+                if self.data.task == "classification":
+                    batch = trainer.tokenizer(self.texts, return_tensors="pt", padding=True)
+                else:
+                    batch = {"input_ids": torch.tensor([[1, 2, 3, 4, 5]])}
+                self.expected = trainer.model(**batch).logits
+        super().cleanup()
 
 
 # ---- settings and spec -----------------------------------------------------------------------
@@ -97,11 +116,12 @@ def test_report_counts_kept_dropped_labels_and_lengths() -> None:
     data = prepare(table(rows), "classification", ColumnMapping(text="text", label="label"))
     report = data.report
     assert (report.rows_total, report.rows_kept) == (7, 4)
-    assert report.dropped == {"empty text": 1, "empty label": 1,
-                              "label appears only once (cannot be split for validation)": 1}
+    assert report.dropped == {"empty_text": 1, "empty_label": 1, "single_label": 1}
     assert report.label_counts == {"neg": 2, "pos": 2} and data.labels == ["neg", "pos"]
     assert report.length_chars["max"] == 5 and report.length_chars["min"] == 3
     assert "4** of 7 rows" in report.to_markdown()
+    assert "label appears only once" in report.to_markdown()
+    assert "将使用 7 行中的 **4** 行" in report.to_markdown("zh-CN") and "标签为空" in report.to_markdown("zh-CN")
 
 
 def test_data_limits_and_missing_columns() -> None:
@@ -151,7 +171,7 @@ def test_target_modules_are_picked_per_architecture(tiny_root) -> None:
 def test_classification_run_saves_and_loads_back_with_same_predictions(ctx, tiny_root) -> None:
     base = str(tiny_root / "tiny-bert")
     data = prepare(sentiment_table(8), "classification", ColumnMapping("text", "label"))
-    job = run_job(ctx, data, tiny_settings(learning_rate=0.01), base)
+    job = run_job(ctx, data, tiny_settings(learning_rate=0.01), base, Probe)
     state = job.snapshot()
     assert state.status == "complete", state.error
     assert state.train_curve and state.val_curve[0][0] == 0 and state.step == state.total_steps
@@ -166,12 +186,9 @@ def test_classification_run_saves_and_loads_back_with_same_predictions(ctx, tiny
     assert not list(ctx.config.runs_dir.glob(".*"))
     assert (ctx.runs.get(job.run_id).label, f"run:{job.run_id}") in ctx.model_choices(("seq-cls",))
 
-    texts = ["great wonderful film", "terrible boring film", "a dreadful bore"]
-    trained = job.trainer
-    trained.model.eval()
-    batch = trained.tokenizer(texts, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        expected = trained.model(**batch).logits
+    texts = Probe.texts
+    expected = job.expected
+    assert job.trainer is None  # the job let go of the model when it ended
     loaded = ctx.manager.load(f"run:{job.run_id}")
     assert loaded.kind == "seq-cls" and loaded.model.config.id2label == {0: "neg", 1: "pos"}
     with torch.no_grad():
@@ -195,7 +212,8 @@ def test_classification_run_saves_and_loads_back_with_same_predictions(ctx, tiny
 
 def test_lm_run_reports_perplexity_and_before_after_generations(ctx, tiny_root) -> None:
     data = prepare(lm_table(16), "causal-lm", ColumnMapping(prompt="prompt", response="response"))
-    job = run_job(ctx, data, tiny_settings("causal-lm", learning_rate=0.01, epochs=3), str(tiny_root / "tiny-llama"))
+    job = run_job(ctx, data, tiny_settings("causal-lm", learning_rate=0.01, epochs=3), str(tiny_root / "tiny-llama"),
+                  Probe)
     state = job.snapshot()
     assert state.status == "complete", state.error
     metrics = ctx.runs.get(job.run_id).metrics
@@ -206,8 +224,7 @@ def test_lm_run_reports_perplexity_and_before_after_generations(ctx, tiny_root) 
 
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
-        job.trainer.model.eval()
-        expected = job.trainer.model(input_ids=ids).logits
+        expected = job.expected
         got = ctx.manager.load(f"run:{job.run_id}").model(input_ids=ids).logits
     assert torch.allclose(expected, got, atol=1e-5)
 
@@ -309,7 +326,7 @@ def test_forty_row_csv_trains_an_adapter_that_loads_and_classifies(ctx, tiny_roo
     pd.DataFrame(rows).to_csv(path, index=False)
     data = prepare(read_table(path), "classification", ColumnMapping("text", "label"))
     assert len(data.examples) == 40 and data.labels == labels
-    job = run_job(ctx, data, tiny_settings(batch_size=8, learning_rate=0.01), str(tiny_root / "tiny-bert"))
+    job = run_job(ctx, data, tiny_settings(batch_size=8, learning_rate=0.01), str(tiny_root / "tiny-bert"), Probe)
     state = job.snapshot()
     assert state.status == "complete", state.error
     assert 1 <= state.step == state.total_steps <= 5  # 32 training rows, batch 8: a few steps
@@ -323,11 +340,7 @@ def test_forty_row_csv_trains_an_adapter_that_loads_and_classifies(ctx, tiny_roo
     results = task.classify(["great wonderful film", "terrible boring film"])
     assert [r["label"] in labels for r in results] == [True, True]
     assert all(sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4) for r in results)
-    trained = job.trainer
-    trained.model.eval()
-    with torch.no_grad():
-        expected = trained.model(**trained.tokenizer(["great wonderful film"], return_tensors="pt")).logits
-    assert results[0]["label"] == labels[int(expected.argmax(-1))]
+    assert results[0]["label"] == labels[int(job.expected[0].argmax(-1))]  # Probe.texts[0] is that text
 
 
 def test_two_steps_on_smollm2_change_its_next_token_distribution(ctx) -> None:

@@ -16,11 +16,11 @@ def check_layer_head(result: AttentionResult, layer: int, head: int | None) -> t
         layer = int(layer)
         head = None if head is None or int(head) < 0 else int(head)
     except (TypeError, ValueError):
-        raise InputError("Layer and head must be whole numbers.") from None
+        raise InputError("attention.err.whole_numbers") from None
     if not 0 <= layer < result.num_layers:
-        raise InputError(f"Layer {layer} does not exist; this model has layers 0-{result.num_layers - 1}.")
+        raise InputError("attention.err.no_layer", layer=layer, last=result.num_layers - 1)
     if head is not None and not 0 <= head < result.num_heads:
-        raise InputError(f"Head {head} does not exist; this model has heads 0-{result.num_heads - 1}.")
+        raise InputError("attention.err.no_head", head=head, last=result.num_heads - 1)
     return layer, head
 
 
@@ -64,7 +64,7 @@ def token_profile(result: AttentionResult, layer: int, head: int | None, token: 
     """What ``token`` attends to (its row) and what attends to it (its column)."""
     matrix = head_matrix(result, layer, head)
     if not 0 <= int(token) < result.num_tokens:
-        raise InputError(f"Token {token} does not exist; the input has tokens 0-{result.num_tokens - 1}.")
+        raise InputError("attention.err.no_token", token=token, last=result.num_tokens - 1)
     token = int(token)
     return {"token": token, "attends_to": matrix[token].tolist(), "attended_by": matrix[:, token].tolist()}
 
@@ -101,13 +101,8 @@ class Comparison:
 def compare(a: AttentionResult, b: AttentionResult) -> Comparison:
     """Difference of two models' attention on the same text; they must share tokens and shapes."""
     if a.tokens != b.tokens:
-        raise InputError(
-            "The two models split the text into different tokens, so their attention cannot be compared "
-            "position by position; pick two models that share a tokenizer (e.g. a base model and its adapter)."
-        )
+        raise InputError("attention.err.tokens_differ")
     if a.attentions.shape != b.attentions.shape:
-        raise InputError(
-            f"The models have different shapes ({a.num_layers}x{a.num_heads} vs {b.num_layers}x{b.num_heads} "
-            "layers x heads), so their attention cannot be compared head by head."
-        )
+        raise InputError("attention.err.shapes_differ", a_layers=a.num_layers, a_heads=a.num_heads,
+                         b_layers=b.num_layers, b_heads=b.num_heads)
     return Comparison(a.tokens, b.attentions - a.attentions, a.model, b.model)

@@ -13,16 +13,22 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
+from pipelines.attention.bertviz_labels import SCRIPT_OPEN, translate_labels
 from pipelines.attention.extract import AttentionResult
+from pipelines.errors import WorkbenchError
+from pipelines.messages import Msg
 
 VENDOR_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "vendor"
-VENDOR_FILES = {"requirejs": "require.min.js", "d3": "d3.min.js", "jquery": "jquery.min.js"}
+VENDOR_FILES = MappingProxyType({"requirejs": "require.min.js", "d3": "d3.min.js", "jquery": "jquery.min.js"})
+# With AppConfig.bertviz_js == "served" the iframe loads them from the app (allowed_paths=[assets]) instead.
+SERVED_VENDOR = f"gradio_api/file={VENDOR_DIR}"
+VIEW_KEYS = MappingProxyType({"head": "attention.view.head", "model": "attention.view.model"})
 CDN_REQUIRE = re.compile(r'<script src="https?://[^"]*require(?:\.min)?\.js"></script>')
 CDN_PATHS = re.compile(r"require\.config\(\{\s*paths:\s*\{.*?\}\s*\}\);", re.S)
-SCRIPT_OPEN = '<script type="text/javascript">'
 ANY_URL = re.compile(r"https?://", re.I)
 JSON_STRING = re.compile(r'("(?:[^"\\]|\\.)*")')
 PARAMS_MARK = "const params = "
@@ -35,7 +41,7 @@ AMD_SHIMS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class BertvizOptions:
     """How the bertviz views are built."""
 
@@ -48,6 +54,15 @@ class BertvizOptions:
     vendor_base: str | None = None  # None: inline the vendored JS; else the URL prefix the app serves them under
     display_mode: str = "light"
 
+    @classmethod
+    def for_mode(cls, js: str) -> BertvizOptions:
+        """Options for ``AppConfig.bertviz_js``: ``"inline"`` (scripts in each view) or ``"served"`` (from the app).
+
+        Inline (the default) is robust: the sandboxed iframe has an opaque origin, and it works behind any proxy
+        or root path; it costs ~340 KB per view.
+        """
+        return cls(vendor_base=SERVED_VENDOR if js == "served" else None)
+
 
 @dataclass
 class BertvizView:
@@ -57,7 +72,7 @@ class BertvizView:
     document: str
     layers: list[int]
     tokens: int
-    notes: list[str]
+    notes: list[Msg]
 
     @property
     def size_bytes(self) -> int:
@@ -106,15 +121,16 @@ def compact_params(script: str) -> str:
     return script[:start] + compact_numbers(line) + script[end:]
 
 
-def rewrite(fragment: str, options: BertvizOptions) -> str:
-    """Turn bertviz's returned HTML fragment into a full document using the vendored JS."""
+def rewrite(fragment: str, options: BertvizOptions, lang: str = "en") -> str:
+    """Turn bertviz's returned HTML fragment into a full document using the vendored JS, its labels in ``lang``."""
+    fragment = translate_labels(fragment, lang)
     script_tags, paths = _vendor_prelude(options)
     fragment, replaced = CDN_REQUIRE.subn(lambda _m: script_tags, fragment, count=1)
     if not replaced:
-        raise RuntimeError("bertviz's HTML no longer has the expected require.js tag; update the URL rewriting.")
+        raise WorkbenchError("attention.err.bertviz_changed", part="require.js")
     fragment, replaced = CDN_PATHS.subn(lambda _m: paths, fragment, count=1)
     if not replaced:
-        raise RuntimeError("bertviz's JS no longer has the expected require.config paths; update the rewriting.")
+        raise WorkbenchError("attention.err.bertviz_changed", part="require.config")
     start = fragment.index(SCRIPT_OPEN) + len(SCRIPT_OPEN)
     end = fragment.rindex("</script>")
     # Tokens are user text inside a JS literal: "</script>" there must not end the script element.
@@ -160,13 +176,11 @@ def _budget(result: AttentionResult, max_values: int) -> int:
     return max_values // 2 if result.sentence_b_start else max_values
 
 
-def _token_note(result: AttentionResult, tokens: int) -> list[str]:
+def _token_note(result: AttentionResult, tokens: int, kind: str) -> list[Msg]:
     if tokens >= result.num_tokens:
         return []
-    return [
-        f"shows the first {tokens} of {result.num_tokens} tokens to stay responsive (it draws one line per weight); "
-        "the plotly views show all"
-    ]
+    return [Msg.of("attention.note.bertviz_tokens", view=Msg.of(VIEW_KEYS[kind]), shown=tokens,
+                   total=result.num_tokens)]
 
 
 def _pair_start(result: AttentionResult, tokens: int) -> int | None:
@@ -174,7 +188,9 @@ def _pair_start(result: AttentionResult, tokens: int) -> int | None:
     return start if start is not None and 0 < start < tokens else None
 
 
-def head_view_html(result: AttentionResult, layer: int = 0, options: BertvizOptions | None = None) -> BertvizView:
+def head_view_html(
+    result: AttentionResult, layer: int = 0, options: BertvizOptions | None = None, lang: str = "en",
+) -> BertvizView:
     """bertviz's head view of ``result`` as a complete HTML document."""
     from bertviz import head_view
 
@@ -186,13 +202,14 @@ def head_view_html(result: AttentionResult, layer: int = 0, options: BertvizOpti
         shown, _display_tokens(result, tokens), sentence_b_start=_pair_start(result, tokens),
         layer=min(max(layer, layers[0]), layers[-1]), include_layers=layers, html_action="return",
     )
-    notes = _token_note(result, tokens)
+    notes = _token_note(result, tokens, "head")
     if len(layers) < result.num_layers:
-        notes.append(f"shows layers {layers[0]}-{layers[-1]} of 0-{result.num_layers - 1}")
-    return BertvizView("head", rewrite(returned.data, options), layers, tokens, notes)
+        notes.append(Msg.of("attention.note.bertviz_layers", view=Msg.of(VIEW_KEYS["head"]), first=layers[0],
+                            last=layers[-1], top=result.num_layers - 1))
+    return BertvizView("head", rewrite(returned.data, options, lang), layers, tokens, notes)
 
 
-def model_view_html(result: AttentionResult, options: BertvizOptions | None = None) -> BertvizView:
+def model_view_html(result: AttentionResult, options: BertvizOptions | None = None, lang: str = "en") -> BertvizView:
     """bertviz's model view (every layer x head) of ``result`` as a complete HTML document."""
     from bertviz import model_view
 
@@ -204,7 +221,8 @@ def model_view_html(result: AttentionResult, options: BertvizOptions | None = No
         display_mode=options.display_mode, html_action="return",
     )
     layers = list(range(result.num_layers))
-    return BertvizView("model", rewrite(returned.data, options), layers, tokens, _token_note(result, tokens))
+    document = rewrite(returned.data, options, lang)
+    return BertvizView("model", document, layers, tokens, _token_note(result, tokens, "model"))
 
 
 def iframe(view: BertvizView, height: int | None = None) -> str:

@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from pipelines.attention.extract import _unwrap_peft
+from pipelines.attention.extract import unwrap_peft
+from pipelines.messages import Msg
 
 MAX_POSITIONS = 512
 LEARNED_NAMES = ("position_embeddings", "wpe", "embed_positions", "pos_embed", "position_embedding")
+
+
+class PositionKind(StrEnum):
+    """How a model encodes positions."""
+
+    LEARNED = "learned"
+    SINUSOIDAL = "sinusoidal"
+    ROTARY = "rotary"
+    RELATIVE = "relative"
+    NONE = "none"
+
+    @property
+    def msg(self) -> Msg:
+        return Msg.of(f"attention.pos_kind.{self.value}")
 
 
 @dataclass
 class PositionTable:
     """What kind of position encoding the model uses and its table (None when there is none to show)."""
 
-    kind: str  # learned, sinusoidal, rotary, relative, none
+    kind: PositionKind
     table: np.ndarray | None  # (positions, dims)
-    description: str
-    x_title: str = "dimension"
+    description: Msg
+    x_title: str = "attention.fig.dimension"  # locale key of the x axis
 
 
 def sinusoidal_table(positions: int, dims: int) -> np.ndarray:
@@ -71,22 +87,22 @@ def position_table(model: Any, positions: int = MAX_POSITIONS) -> PositionTable:
     """Find the model's position encoding and return it as a table of at most ``positions`` rows."""
     import torch
 
-    inner = _unwrap_peft(model)
+    inner = unwrap_peft(model)
     config = getattr(inner, "config", None)
     for name, module in inner.named_modules():
         leaf = name.rsplit(".", 1)[-1]
         if "sinusoidal" in type(module).__name__.lower():
             dims = int(getattr(config, "hidden_size", None) or getattr(config, "d_model", 0) or 64)
             return PositionTable(
-                "sinusoidal", sinusoidal_table(positions, dims),
-                f"Sinusoidal position encoding (fixed, computed here for {positions} positions x {dims} dims).",
+                PositionKind.SINUSOIDAL, sinusoidal_table(positions, dims),
+                Msg.of("attention.pos.sinusoidal", positions=positions, dims=dims),
             )
         if leaf in LEARNED_NAMES and isinstance(module, torch.nn.Embedding):
             weight = module.weight.detach()[:positions].float().cpu().numpy()
             return PositionTable(
-                "learned", weight,
-                f"Learned absolute position embeddings `{name}`: first {weight.shape[0]} of "
-                f"{module.num_embeddings} positions x {weight.shape[1]} dims.",
+                PositionKind.LEARNED, weight,
+                Msg.of("attention.pos.learned", name=name, shown=weight.shape[0], total=module.num_embeddings,
+                       dims=weight.shape[1]),
             )
     theta = _rope_theta(config)
     has_rotary = any(n.endswith("rotary_emb") for n, _ in inner.named_modules())
@@ -97,16 +113,11 @@ def position_table(model: Any, positions: int = MAX_POSITIONS) -> PositionTable:
         if table is None:
             table = rotary_table(positions, head_dim, theta or 10000.0)
         return PositionTable(
-            "rotary", table,
-            f"This model uses rotary position embeddings (RoPE, theta={theta or 10000:g}): nothing is added to "
-            "the token embeddings; instead each head's queries and keys are rotated by position-dependent angles. "
-            f"Shown: the rotary table, cos (left half) and sin (right half) for {positions} positions x "
-            f"{table.shape[1] // 2} frequencies (head size {head_dim}).",
-            x_title="frequency (cos | sin)",
+            PositionKind.ROTARY, table,
+            Msg.of("attention.pos.rotary", theta=f"{theta or 10000:g}", positions=positions,
+                   freqs=table.shape[1] // 2, head_dim=head_dim),
+            x_title="attention.fig.frequency",
         )
     if getattr(config, "relative_attention_num_buckets", None):
-        return PositionTable(
-            "relative", None,
-            "This model uses relative position biases inside attention (T5-style), not a position table.",
-        )
-    return PositionTable("none", None, "No position embedding table was found in this model.")
+        return PositionTable(PositionKind.RELATIVE, None, Msg.of("attention.pos.relative"))
+    return PositionTable(PositionKind.NONE, None, Msg.of("attention.pos.none"))

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -20,7 +20,8 @@ from transformers import GenerationConfig
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from pipelines.errors import InputError
-from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, MAX_PROMPT_CHARS, GenerationSettings
+from pipelines.generation.results import GenerationResult
+from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, GenerationSettings, Mode, StopReason
 from pipelines.generation.streaming import (
     LogitsRecorder,
     PieceDecoder,
@@ -29,56 +30,14 @@ from pipelines.generation.streaming import (
     StopOnStrings,
     TokenInfo,
 )
-from pipelines.generation.threads import COMPUTE, TUNER, run_in_compute
+from pipelines.generation.threads import ComputeThread
+from pipelines.messages import Msg
 from pipelines.models.manager import LoadedModel
 from pipelines.tasks.base import Task
 
-# One generation at a time in this process: the forward hook and the global RNG seed are per process,
-# and on a CPU two generations only slow each other down.
-GENERATION_LOCK = threading.Lock()
 FALLBACK_CONTEXT = 2048
-
-
-@dataclass
-class GenerationResult:
-    """A snapshot of one generation (``done`` marks the final one)."""
-
-    text: str = ""
-    tokens: list[TokenInfo] = field(default_factory=list)
-    prompt: str = ""
-    prompt_tokens: int = 0
-    max_new_tokens: int = 0
-    ttft_s: float | None = None
-    decode_tokens_per_s: float | None = None
-    total_s: float = 0.0
-    device: str = "cpu"
-    precision: str = ""
-    seed: int = 0
-    stop_reason: str = ""
-    notes: list[str] = field(default_factory=list)
-    mode: str = ""  # chat or completion
-    done: bool = False
-
-    @property
-    def new_tokens(self) -> int:
-        return len(self.tokens)
-
-    def stats(self) -> dict[str, Any]:
-        """Plain numbers for the stats panel and the API."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "new_tokens": self.new_tokens,
-            "max_new_tokens": self.max_new_tokens,
-            "time_to_first_token_s": None if self.ttft_s is None else round(self.ttft_s, 3),
-            "tokens_per_s": None if self.decode_tokens_per_s is None else round(self.decode_tokens_per_s, 2),
-            "total_s": round(self.total_s, 3),
-            "device": self.device,
-            "precision": self.precision,
-            "seed": self.seed,
-            "stop_reason": self.stop_reason,
-            "mode": self.mode,
-            "notes": list(self.notes),
-        }
+TEMPLATE_OVERHEAD = 8  # tokens a chat template adds around one message (an estimate; the real prompt is checked)
+__all__ = ["GenerationEngine", "GenerationResult", "NextTokenTask", "context_length"]
 
 
 def context_length(model: Any, tokenizer: Any) -> int:
@@ -95,8 +54,9 @@ def context_length(model: Any, tokenizer: Any) -> int:
 class GenerationEngine:
     """Prompt formatting, streaming generation and next-token probabilities for one loaded causal LM."""
 
-    def __init__(self, loaded: LoadedModel, precision: str = "") -> None:
+    def __init__(self, loaded: LoadedModel, precision: str = "", compute: ComputeThread | None = None) -> None:
         self.loaded = loaded
+        self.compute = compute or ComputeThread()
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.precision = precision or loaded.key.dtype
@@ -109,47 +69,65 @@ class GenerationEngine:
 
     def resolve_mode(self, mode: str) -> str:
         """``auto`` means chat when the tokenizer has a chat template, else completion."""
-        if mode == "chat" and not self.has_chat_template:
-            raise InputError("This model has no chat template; use completion mode.")
-        if mode == "auto":
-            return "chat" if self.has_chat_template else "completion"
-        return mode
+        if mode == Mode.CHAT and not self.has_chat_template:
+            raise InputError("generate.error.no_chat_template")
+        if mode == Mode.AUTO:
+            return Mode.CHAT if self.has_chat_template else Mode.COMPLETION
+        return Mode(mode)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The chat template applied to ``messages``, ending with the assistant's turn."""
         clean = [{"role": m["role"], "content": str(m["content"])} for m in messages if str(m.get("content", ""))]
         if not clean or clean[-1]["role"] != "user":
-            raise InputError("Type a message first.")
+            raise InputError("generate.error.empty_message")
         return self.tokenizer.apply_chat_template(clean, add_generation_prompt=True, tokenize=False)
 
     def encode(self, prompt: str, chat: bool) -> list[int]:
         """Token ids of ``prompt`` (the chat template already holds its special tokens)."""
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InputError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters; shorten it.")
         return list(self.tokenizer(prompt, add_special_tokens=not chat).input_ids)
 
-    def fit_chat(self, messages: list[dict[str, str]], reserve: int = 16) -> tuple[str, list[int], list[str]]:
-        """Format and encode a conversation, dropping the oldest turns until it fits the context."""
-        notes: list[str] = []
-        msgs = list(messages)
-        while True:
-            prompt = self.chat_prompt(msgs)
-            ids = self.encode(prompt, chat=True)
-            if len(ids) + reserve <= self.context:
-                return prompt, ids, notes
-            first = next((i for i, m in enumerate(msgs[:-1]) if m["role"] != "system"), None)
-            if first is None:
-                raise InputError(f"The message is too long for this model's {self.context}-token context.")
-            del msgs[first]
-            notes = [f"Dropped the oldest turns to fit the {self.context}-token context."]
+    def fit_chat(self, messages: list[dict[str, str]], reserve: int = 16) -> tuple[str, list[int], int]:
+        """Format and encode a conversation that leaves ``reserve`` tokens of the context for the answer.
 
-    def cap_new_tokens(self, requested: int, prompt_tokens: int) -> tuple[int, list[str]]:
+        The system prompt and the newest message always stay; the oldest turns are dropped, counted in tokens,
+        until the conversation fits. Returns (prompt, ids, number of dropped user turns).
+        """
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        turns = list(messages[len(system):])
+        budget = self.context - max(0, min(reserve, self.context // 2))
+        sizes = [self._estimate(m) for m in turns]
+        total, start = sum(self._estimate(m) for m in system) + sum(sizes), 0
+        while start < len(turns) - 1 and total > budget:
+            total -= sizes[start]
+            start += 1
+        start = self._turn_start(turns, start)
+        while True:
+            prompt = self.chat_prompt(system + turns[start:])
+            ids = self.encode(prompt, chat=True)
+            if len(ids) <= budget:
+                return prompt, ids, sum(m["role"] == "user" for m in turns[:start])
+            if start >= len(turns) - 1:
+                raise InputError("generate.error.message_too_long", context=self.context)
+            start = self._turn_start(turns, start + 1)
+
+    def _estimate(self, message: dict[str, str]) -> int:
+        ids = self.tokenizer(str(message.get("content", "")), add_special_tokens=False).input_ids
+        return len(ids) + TEMPLATE_OVERHEAD
+
+    @staticmethod
+    def _turn_start(turns: list[dict[str, str]], start: int) -> int:
+        """The first index at or after ``start`` where a user turn begins (never past the newest message)."""
+        while start < len(turns) - 1 and turns[start]["role"] != "user":
+            start += 1
+        return start
+
+    def cap_new_tokens(self, requested: int, prompt_tokens: int) -> tuple[int, list[Msg]]:
         """``requested`` capped by the hard cap and what the context leaves after the prompt."""
         room = self.context - prompt_tokens
         if room < 1:
-            raise InputError(f"The prompt ({prompt_tokens} tokens) fills this model's {self.context}-token context.")
+            raise InputError("generate.error.context_full", tokens=prompt_tokens, context=self.context)
         capped = max(1, min(requested, MAX_NEW_TOKENS_CAP, room))
-        notes = [] if capped == requested else [f"max new tokens capped at {capped} (context {self.context})."]
+        notes = [] if capped == requested else [Msg.of("generate.note.capped", tokens=capped, context=self.context)]
         return capped, notes
 
     # ---- generation -------------------------------------------------
@@ -166,17 +144,21 @@ class GenerationEngine:
         settings: GenerationSettings,
         stop_event: threading.Event | None = None,
         prompt: str = "",
-        notes: list[str] | None = None,
+        notes: list[Msg] | None = None,
         mode: str = "",
+        dropped_turns: int = 0,
     ) -> Iterator[GenerationResult]:
         """Yield a snapshot after every token; the last one has ``done=True`` and the stats."""
         settings = settings.validated()
+        used_mode = mode or (settings.mode if settings.mode != Mode.AUTO else self.resolve_mode(Mode.AUTO))
+        settings = replace(settings, mode=used_mode).for_mode(used_mode)
         stop_event = stop_event or threading.Event()
         max_new, cap_notes = self.cap_new_tokens(settings.max_new_tokens, len(prompt_ids))
         seed = settings.seed if settings.seed >= 0 else random.randrange(2**31)
         result = GenerationResult(
             prompt=prompt, prompt_tokens=len(prompt_ids), max_new_tokens=max_new, device=self.loaded.device,
-            precision=self.precision, seed=seed, notes=[*(notes or []), *cap_notes], mode=mode,
+            precision=self.precision, seed=seed, notes=[*(notes or []), *cap_notes], mode=str(mode),
+            dropped_turns=dropped_turns, sampling=settings.sampling_summary(),
         )
         recorder = LogitsRecorder()
         streamer = QueueStreamer(recorder)
@@ -189,12 +171,13 @@ class GenerationEngine:
         gen_config = self._generation_config(settings, max_new)
         started = [0.0]
 
+        compute = self.compute
+
         def work() -> None:
-            with GENERATION_LOCK:
+            with compute.lock:
                 handle = recorder.attach(self.model)
-                timer = recorder.inner(self.model).register_forward_hook(TUNER.tick)
+                timer = recorder.inner(self.model).register_forward_hook(compute.tuner.tick)
                 try:
-                    TUNER.apply()
                     torch.manual_seed(seed)
                     started[0] = time.perf_counter()
                     with torch.inference_mode():
@@ -210,7 +193,7 @@ class GenerationEngine:
                     timer.remove()
             streamer.end()
 
-        worker = COMPUTE.submit(work)
+        worker = compute.submit(work)
         try:
             yield from self._consume(streamer, result, settings, stop_event, started)
         finally:
@@ -242,26 +225,34 @@ class GenerationEngine:
             result.tokens.append(TokenInfo(item.token_id, piece, item.prob, top, special, label))
             result.text = decoder.text
             result.ttft_s = first_at - started[0]
+            self._timings(result, started[0], first_at, last_at, item.at)
             yield result
-        result.total_s = time.perf_counter() - started[0] if started[0] else 0.0
-        n = len(result.tokens)
-        if first_at is not None and last_at is not None and n > 1 and last_at > first_at:
-            result.decode_tokens_per_s = (n - 1) / (last_at - first_at)
+        self._timings(result, started[0], first_at, last_at, time.perf_counter())
         result.stop_reason = self._stop_reason(result, settings, stop_event, eos)
-        if result.stop_reason == "stop_string":
+        if result.stop_reason == StopReason.STOP_STRING:
             _cut_at_stop(result, settings.stop_strings)
         result.done = True
         yield result
 
     @staticmethod
-    def _stop_reason(result: GenerationResult, settings: GenerationSettings, stop: threading.Event, eos: set) -> str:
+    def _timings(result: GenerationResult, started: float, first_at: float | None, last_at: float | None,
+                 now: float) -> None:
+        """Total time and decoding speed so far (kept current, so a stopped generation reports them too)."""
+        result.total_s = now - started if started else 0.0
+        n = len(result.tokens)
+        if first_at is not None and last_at is not None and n > 1 and last_at > first_at:
+            result.decode_tokens_per_s = (n - 1) / (last_at - first_at)
+
+    @staticmethod
+    def _stop_reason(result: GenerationResult, settings: GenerationSettings, stop: threading.Event,
+                     eos: set) -> StopReason:
         if result.tokens and result.tokens[-1].id in eos:
-            return "eos"
+            return StopReason.EOS
         if settings.stop_strings and any(s in result.text for s in settings.stop_strings):
-            return "stop_string"
+            return StopReason.STOP_STRING
         if stop.is_set():
-            return "stopped"
-        return "length"
+            return StopReason.STOPPED
+        return StopReason.LENGTH
 
     def generate(self, prompt_ids: list[int], settings: GenerationSettings, **kwargs: Any) -> GenerationResult:
         """Run to the end and return the final result."""
@@ -302,21 +293,22 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 class NextTokenTask(Task[list[int], list[dict[str, Any]]]):
     """The ``k`` most likely next tokens after a prompt, as ``[{"token", "prob", "id"}]``."""
 
-    def __init__(self, loaded: LoadedModel, k: int = 20) -> None:
+    def __init__(self, loaded: LoadedModel, k: int = 20, compute: ComputeThread | None = None) -> None:
         super().__init__(loaded)
         self.k = k
+        self.compute = compute or ComputeThread()
 
     def preprocess(self, inputs: list[int]) -> torch.Tensor:
         if not inputs:
-            raise InputError("Type a prompt first.")
+            raise InputError("generate.error.empty_prompt")
         return torch.tensor([inputs], dtype=torch.long, device=_model_device(self.model))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         def work() -> torch.Tensor:
-            with GENERATION_LOCK, torch.inference_mode():
+            with torch.inference_mode():
                 return torch.softmax(self.model(input_ids=batch).logits[0, -1].float(), dim=-1)
 
-        return run_in_compute(work)
+        return self.compute.run(work)
 
     def postprocess(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         top = torch.topk(outputs, min(self.k, outputs.shape[-1]))

@@ -30,11 +30,12 @@ from typing import Any
 import torch
 
 from pipelines.errors import InputError
-from pipelines.generation.threads import run_in_compute
+from pipelines.generation.threads import ComputeThread
+from pipelines.messages import Msg
 from pipelines.models.manager import LoadedModel, ModelManager, dynamic_int8, model_nbytes
 
 log = logging.getLogger(__name__)
-ProgressFn = Callable[[float, str], None]
+ProgressFn = Callable[[float, Any], None]  # a description string, or a keyed Msg the UI renders
 PPL_TOLERANCE = 0.03
 TIMING_ROUNDS = 5
 CPU_CANDIDATES = ("int8-weight", "int8", "bfloat16", "float32")
@@ -133,26 +134,37 @@ def precision_cache_file(cache_dir: Path) -> Path:
 class PrecisionSelector:
     """Loads models for generation in a given precision, and resolves ``auto`` by measuring once per model."""
 
-    def __init__(self, manager: ModelManager, cache_file: Path) -> None:
+    def __init__(self, manager: ModelManager, cache_file: Path, compute: ComputeThread | None = None) -> None:
         self.manager = manager
+        self.compute = compute or ComputeThread()
         self.cache_file = Path(cache_file)
         self.held_out = HELD_OUT_TEXT
         self._lock = threading.Lock()
         self._int8_weight: weakref.WeakKeyDictionary[Any, LoadedModel] = weakref.WeakKeyDictionary()
 
     def load(self, ref: str, precision: str, progress: ProgressFn | None = None) -> tuple[LoadedModel, str]:
-        """(loaded model, concrete precision) for ``ref``; ``auto`` is resolved first."""
-        note = ""
+        """(loaded model, concrete precision) for ``ref``; ``auto`` is resolved first (``auto: <precision>``)."""
+        label = ""
         if precision == "auto":
             if self.manager.device != "cpu":
                 return self.manager.load(ref, "causal-lm", dtype="auto", progress=progress), "auto"
-            choice = self.choose(ref, progress)
-            precision, note = choice.precision, f"auto: {choice.reason}"
+            precision = self.choose(ref, progress).precision
+            label = f"auto: {precision}"
         if precision in ("int8", "int8-weight") and self.manager.device != "cpu":
-            raise InputError("The int8 precisions run on the CPU only; pick float32, bfloat16 or auto.")
+            raise InputError("generate.error.int8_cpu_only")
         if precision == "int8-weight":
-            return self._load_int8_weight(ref, progress), note or "int8-weight"
-        return self.manager.load(ref, "causal-lm", dtype=precision, progress=progress), note or precision
+            return self._load_int8_weight(ref, progress), label or "int8-weight"
+        return self.manager.load(ref, "causal-lm", dtype=precision, progress=progress), label or str(precision)
+
+    def note(self, ref: str) -> Msg | None:
+        """What ``auto`` measured for ``ref`` (speed against fp32 and the perplexity change), when it has."""
+        choice = self.cached(ref)
+        if choice is None or "float32" not in choice.measurements or choice.precision not in choice.measurements:
+            return None
+        ref32, best = choice.measurements["float32"], choice.measurements[choice.precision]
+        speed = ref32["step_s"] / best["step_s"] if best["step_s"] else 1.0
+        return Msg.of("generate.note.auto_precision", precision=choice.precision, speedup=f"{speed:.2f}",
+                      ppl=f"{best['ppl'] / ref32['ppl'] - 1:+.1%}")
 
     def _load_int8_weight(self, ref: str, progress: ProgressFn | None) -> LoadedModel:
         base = self.manager.load(ref, "causal-lm", dtype="float32", progress=progress)
@@ -187,9 +199,9 @@ class PrecisionSelector:
             return hit
         report = progress or (lambda _f, _d: None)
         base = self.manager.load(ref, "causal-lm", dtype="float32", progress=progress)
-        report(0.5, "Measuring precisions for auto (once per model)")
+        report(0.5, Msg.of("generate.progress.measuring"))
         # In the compute thread, where generation runs, with the thread count it uses.
-        measured = run_in_compute(lambda: self._measure(ref, base))
+        measured = self.compute.run(lambda: self._measure(ref, base))
         choice = pick(measured)
         self._store(ref, choice)
         return choice

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pipelines.errors import InputError
@@ -32,7 +33,7 @@ class Preset:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-PRESETS: dict[str, Preset] = {
+PRESETS: MappingProxyType[str, Preset] = MappingProxyType({
     p.name: p
     for p in (
         Preset(
@@ -40,7 +41,7 @@ PRESETS: dict[str, Preset] = {
             {"en": "You are a creative storyteller.", "zh": "你是一位富有创意的故事作家。"},
             {"en": "Write a short story about: {text}", "zh": "请以此为主题写一个短篇故事：{text}"},
             {"en": "a robot who learns to paint", "zh": "一个学画画的机器人"},
-            {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 200},
+            {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "repetition_penalty": 1.1, "max_new_tokens": 200},
         ),
         Preset(
             "translation",
@@ -48,7 +49,7 @@ PRESETS: dict[str, Preset] = {
             {"en": "Translate the following English text into Chinese:\n\n{text}",
              "zh": "请把下面的中文翻译成英文：\n\n{text}"},
             {"en": "The weather is nice today.", "zh": "今天天气很好。"},
-            {"do_sample": False, "max_new_tokens": 128},
+            {"do_sample": False, "repetition_penalty": 1.0, "max_new_tokens": 128},
         ),
         Preset(
             "summary",
@@ -58,7 +59,7 @@ PRESETS: dict[str, Preset] = {
             {"en": "The city council met on Monday to discuss the new park. After a long debate, members agreed "
                    "to fund it next year, but asked for a smaller budget.",
              "zh": "市议会周一开会讨论新公园。经过长时间辩论，议员们同意明年拨款，但要求缩减预算。"},
-            {"do_sample": False, "max_new_tokens": 96},
+            {"do_sample": False, "repetition_penalty": 1.1, "max_new_tokens": 96},
         ),
         Preset(
             "code",
@@ -66,24 +67,24 @@ PRESETS: dict[str, Preset] = {
              "zh": "你是一名资深 Python 程序员，请用代码回答。"},
             {"en": "Write a Python function that {text}", "zh": "请写一个 Python 函数：{text}"},
             {"en": "returns the n-th Fibonacci number", "zh": "返回第 n 个斐波那契数"},
-            {"do_sample": False, "max_new_tokens": 160},
+            {"do_sample": False, "repetition_penalty": 1.0, "max_new_tokens": 160},
         ),
         Preset(
             "customer_service",
             {"en": "You are a polite, helpful customer-service agent.", "zh": "你是一名礼貌、乐于助人的客服。"},
             {"en": "Reply to this customer message:\n\n{text}", "zh": "请回复这位顾客的留言：\n\n{text}"},
             {"en": "My order arrived broken. What can I do?", "zh": "我的订单到货时已经坏了，我该怎么办？"},
-            {"do_sample": True, "temperature": 0.5, "top_p": 0.9, "max_new_tokens": 128},
+            {"do_sample": True, "temperature": 0.5, "top_p": 0.9, "repetition_penalty": 1.1, "max_new_tokens": 128},
         ),
         Preset(
             "qa",
             {"en": "You answer questions accurately and concisely.", "zh": "你准确而简洁地回答问题。"},
             {"en": "Answer the question: {text}", "zh": "请回答这个问题：{text}"},
             {"en": "What is the capital of France?", "zh": "法国的首都是哪里？"},
-            {"do_sample": False, "max_new_tokens": 64},
+            {"do_sample": False, "repetition_penalty": 1.1, "max_new_tokens": 64},
         ),
     )
-}
+})
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def apply_preset(name: str, text: str = "", ui_language: str = "en") -> AppliedP
     """Wrap ``text`` (or the preset's example when empty) in the preset's instruction."""
     preset = PRESETS.get(name)
     if preset is None:
-        raise InputError(f"Unknown preset '{name}'; choose one of {', '.join(PRESETS)}.")
+        raise InputError("generate.error.unknown_preset", name=str(name)[:60], choices=", ".join(PRESETS))
     text = (text or "").strip()
     if text:
         lang = "zh" if is_chinese(text) else "en"
@@ -106,3 +107,4 @@ def apply_preset(name: str, text: str = "", ui_language: str = "en") -> AppliedP
         lang = "zh" if ui_language.lower().startswith("zh") else "en"
         text = preset.example[lang]
     return AppliedPreset(preset.system[lang], preset.template[lang].format(text=text), dict(preset.settings), lang)
+

@@ -1,22 +1,32 @@
-"""The Generate tab's entry point: picks the model and precision, builds the prompt, streams the answer."""
+"""The Generate tab's entry point: picks the model and precision, builds the prompt, streams the answer.
+
+torch and transformers are imported when a model is first needed, not when the app starts.
+"""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pipelines.context import AppContext
+from pipelines.engines.remote import backends_of, is_remote
 from pipelines.errors import InputError
-from pipelines.generation.engine import GenerationEngine, GenerationResult, NextTokenTask
-from pipelines.generation.precision import PrecisionSelector, precision_cache_file
-from pipelines.generation.settings import GenerationSettings
+from pipelines.generation.presets import is_chinese
+from pipelines.generation.results import GenerationResult
+from pipelines.generation.settings import GenerationSettings, Mode
+from pipelines.messages import Msg
+
+if TYPE_CHECKING:
+    from pipelines.generation.engine import GenerationEngine
+    from pipelines.generation.precision import PrecisionSelector
+    from pipelines.generation.threads import ComputeThread
 
 ProgressFn = Callable[[float, str], None]
-DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_SYSTEM = "You are a helpful assistant."
-MAX_HISTORY_MESSAGES = 64
+ANSWER_RESERVE = 16  # tokens of the context a chat always leaves for the answer
 
 
 @dataclass
@@ -26,44 +36,84 @@ class PreparedPrompt:
     prompt: str
     ids: list[int]
     mode: str
-    notes: list[str]
+    notes: list[Msg] = field(default_factory=list)
+    dropped_turns: int = 0
+
+
+def is_embedded_model(loaded: Any) -> bool:
+    """True for an embedded model, or a fine-tuned run on one (duck-typed ``LoadedModel``)."""
+    ref = getattr(loaded, "ref", None)
+    base = getattr(ref, "base", None) or ref
+    return getattr(base, "source", "") == "embedded"
 
 
 class GenerationService:
-    """Shared by the UI and the API; one per app (holds the precision decisions)."""
+    """Shared by the UI and the API; one per app. Models run in the context's compute thread (``ctx.compute``)."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.precision = PrecisionSelector(ctx.manager, precision_cache_file(ctx.config.cache_dir))
+        self._lock = threading.Lock()
+
+    @property
+    def default_model(self) -> str:
+        """The default chat model (``AppConfig.chat_model``, from ``LMW_CHAT_MODEL``)."""
+        return self.ctx.config.chat_model
+
+    @functools.cached_property
+    def compute(self) -> ComputeThread:
+        compute = self.ctx.compute
+        compute.set_threads(self.ctx.config.gen_threads)
+        return compute
+
+    @functools.cached_property
+    def precision(self) -> PrecisionSelector:
+        from pipelines.generation.precision import PrecisionSelector, precision_cache_file
+
+        return PrecisionSelector(self.ctx.manager, precision_cache_file(self.ctx.config.cache_dir), self.compute)
 
     def engine(self, ref: str, precision: str = "auto", progress: ProgressFn | None = None) -> GenerationEngine:
-        loaded, used = self.precision.load(ref or DEFAULT_MODEL, precision, progress)
-        if loaded.kind != "causal-lm":
-            raise InputError(f"'{ref}' is not a causal language model.")
-        return GenerationEngine(loaded, used)
+        from pipelines.generation.engine import GenerationEngine
 
-    @staticmethod
+        if is_remote(ref):
+            raise InputError("engines.error.remote_no_explorer")
+        ref = (ref or "").strip() or self.default_model
+        loaded, used = self.precision.load(ref, precision, progress)
+        if loaded.kind != "causal-lm":
+            raise InputError("generate.error.not_causal", ref=ref[:200])
+        return GenerationEngine(loaded, used, self.compute)
+
     def prepare(
+        self,
         engine: GenerationEngine,
         text: str,
         mode: str = "auto",
         system: str = "",
         history: list[dict[str, str]] | None = None,
+        reserve: int = ANSWER_RESERVE,
     ) -> PreparedPrompt:
-        """Format ``text`` as a chat turn (after ``history``, with ``system``) or as a raw completion prompt."""
+        """Format ``text`` as a chat turn (after ``history``, with ``system``) or as a raw completion prompt.
+
+        The whole input is refused only above the app's prompt cap (``Limits.max_prompt_chars``); a chat that
+        is longer than the model's context loses its oldest turns, counted in tokens, and says how many.
+        """
         text = text or ""
+        history = [m for m in (history or []) if m.get("role") in ("user", "assistant")]
+        self.ctx.limits.refuse("".join([system or "", text, *(str(m.get("content", "")) for m in history)]))
         used = engine.resolve_mode(mode)
-        if used == "completion":
+        notes = [Msg.of("generate.note.english_model")] if is_chinese(text) and is_embedded_model(engine.loaded) else []
+        if used == Mode.COMPLETION:
             if not text.strip():
-                raise InputError("Type a prompt first.")
-            return PreparedPrompt(text, engine.encode(text, chat=False), used, [])
+                raise InputError("generate.error.empty_prompt")
+            return PreparedPrompt(text, engine.encode(text, chat=False), used, notes)
         if not text.strip():
-            raise InputError("Type a message first.")
-        messages = [{"role": "system", "content": system}] if system.strip() else []
-        messages += [m for m in (history or [])[-MAX_HISTORY_MESSAGES:] if m.get("role") in ("user", "assistant")]
+            raise InputError("generate.error.empty_message")
+        messages = [{"role": "system", "content": system}] if (system or "").strip() else []
+        messages += [{"role": m["role"], "content": str(m.get("content", ""))} for m in history]
         messages.append({"role": "user", "content": text})
-        prompt, ids, notes = engine.fit_chat(messages)
-        return PreparedPrompt(prompt, ids, used, notes)
+        prompt, ids, dropped = engine.fit_chat(messages, reserve)
+        if dropped:
+            notes.append(Msg.of("generate.note.dropped_turns", turns=dropped, context=engine.context))
+        return PreparedPrompt(prompt, ids, used, notes, dropped)
 
     def stream(
         self,
@@ -76,11 +126,22 @@ class GenerationService:
         stop_event: threading.Event | None = None,
         progress: ProgressFn | None = None,
     ) -> Iterator[GenerationResult]:
-        """Load (if needed), format and stream one answer."""
+        """Load (if needed), format and stream one answer; ``remote:<endpoint>/<model>`` streams from a remote
+        OpenAI-compatible endpoint (:mod:`pipelines.engines.remote_stream`)."""
         settings = settings.validated()
+        if is_remote(ref):
+            from pipelines.engines.remote_stream import RemoteGenerator
+
+            generator = RemoteGenerator(backends_of(self.ctx), self.ctx.limits)
+            yield from generator.stream(ref, text, settings, system=system, history=history, stop_event=stop_event)
+            return
         engine = self.engine(ref, settings.precision, progress)
-        prepared = self.prepare(engine, text, settings.mode, system, history)
-        yield from engine.stream(prepared.ids, settings, stop_event, prepared.prompt, prepared.notes, prepared.mode)
+        prepared = self.prepare(engine, text, settings.mode, system, history,
+                                reserve=min(settings.max_new_tokens, engine.context // 2))
+        auto_note = self.precision.note(ref or self.default_model) if settings.precision == "auto" else None
+        notes = [*prepared.notes, *([auto_note] if auto_note else [])]
+        yield from engine.stream(prepared.ids, settings, stop_event, prepared.prompt, notes, prepared.mode,
+                                 prepared.dropped_turns)
 
     def generate(self, ref: str, text: str, settings: GenerationSettings, **kwargs: Any) -> GenerationResult:
         result = GenerationResult()
@@ -92,7 +153,9 @@ class GenerationService:
         self, ref: str, text: str, settings: GenerationSettings, system: str = "", k: int = 20
     ) -> tuple[list[dict[str, Any]], PreparedPrompt]:
         """The ``k`` most likely next tokens after the prompt (formatted as generation would format it)."""
+        from pipelines.generation.engine import NextTokenTask
+
         settings = settings.validated()
         engine = self.engine(ref, settings.precision)
         prepared = self.prepare(engine, text, settings.mode, system)
-        return NextTokenTask(engine.loaded, k=max(1, min(k, 100)))(prepared.ids), prepared
+        return NextTokenTask(engine.loaded, k=max(1, min(k, 100)), compute=self.compute)(prepared.ids), prepared

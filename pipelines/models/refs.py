@@ -77,20 +77,17 @@ def check_local_folder(ref: str, roots: list[Path]) -> Path:
     try:
         resolved = Path(ref).expanduser().resolve()
     except (OSError, RuntimeError, ValueError):
-        raise ModelLoadError(f"The local folder '{ref}' does not exist.") from None
+        raise ModelLoadError("models.error.folder_missing", ref=ref) from None
     allowed = [Path(r).expanduser().resolve() for r in roots]
     if not any(resolved.is_relative_to(root) for root in allowed):
-        where = ", ".join(str(r) for r in allowed) or "(none configured)"
-        raise ModelLoadError(
-            f"The folder '{ref}' does not exist or is outside the allowed model folders ({where}); "
-            "put it there or add its parent to LMW_MODEL_ROOTS."
-        )
+        where = ", ".join(str(r) for r in allowed) or "-"
+        raise ModelLoadError("models.error.folder_outside", ref=ref, roots=where)
     if not resolved.exists():
-        raise ModelLoadError(f"The local folder '{ref}' does not exist.")
+        raise ModelLoadError("models.error.folder_missing", ref=ref)
     if not resolved.is_dir():
-        raise ModelLoadError(f"'{ref}' is a file, not a model folder.")
+        raise ModelLoadError("models.error.not_a_folder", ref=ref)
     if not (resolved / "config.json").is_file() and not (resolved / "adapter_config.json").is_file():
-        raise ModelLoadError(f"The folder '{ref}' has no config.json, so it is not a transformers model folder.")
+        raise ModelLoadError("models.error.no_config", ref=ref)
     return resolved
 
 
@@ -100,21 +97,18 @@ def check_weights(folder: Path, name: str, allow_pickle: bool) -> None:
         return
     pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
     if pickles:
-        raise ModelLoadError(
-            f"'{name}' only has pickle weights ({', '.join(pickles[:3])}), which are refused because loading "
-            "them can run code; convert the model to safetensors, or set LMW_ALLOW_PICKLE=1 if you trust it."
-        )
+        raise ModelLoadError("models.error.pickle_only", name=name, files=", ".join(pickles[:3]))
 
 
 def resolve(ref: str, config: AppConfig) -> ModelRef:
     """Turn a user-supplied reference into a :class:`ModelRef`, or raise :class:`ModelLoadError`."""
     ref = (ref or "").strip()
     if not ref:
-        raise ModelLoadError("Choose a model first.")
+        raise ModelLoadError("models.error.choose_first")
     if len(ref) > MAX_REF_CHARS:
-        raise ModelLoadError(f"That model name is too long (over {MAX_REF_CHARS} characters).")
+        raise ModelLoadError("models.error.name_too_long", limit=MAX_REF_CHARS)
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in ref):
-        raise ModelLoadError("That model name contains control characters.")
+        raise ModelLoadError("models.error.control_chars")
     if ref in EMBEDDED:
         return ModelRef(ref, "embedded", embedded=EMBEDDED[ref])
     if ref.startswith("run:"):
@@ -126,10 +120,7 @@ def resolve(ref: str, config: AppConfig) -> ModelRef:
         return ModelRef(ref, "local", str(folder))
     if is_hub_id(ref):
         return ModelRef(ref, "hub", ref)
-    raise ModelLoadError(
-        f"'{ref}' is neither an embedded model ({', '.join(EMBEDDED)}), a fine-tuned run, "
-        "a local folder nor a valid Hugging Face Hub id (like 'owner/model')."
-    )
+    raise ModelLoadError("models.error.unknown_ref", ref=ref, embedded=", ".join(EMBEDDED))
 
 
 def kind_from_config(folder: Path) -> str | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pipelines.models.manager import LoadedModel
+if TYPE_CHECKING:
+    from pipelines.models.manager import LoadedModel
 
 In = TypeVar("In")
 Out = TypeVar("Out")

@@ -5,22 +5,36 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pipelines.errors import InputError
 from pipelines.limits import token_limit as input_limit
-from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
 from pipelines.tasks.batch import length_sorted_batches
+from pipelines.tasks.classification import BaseClassifier, Classifier
 from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask, softmax
 from pipelines.tasks.lm_prompting import DEFAULT_LM, label_logliks, truncate_tokens
-from pipelines.tasks.precision import CANDIDATES, AutoPrecision, check_precision
+from pipelines.tasks.precision import CANDIDATES, AutoPrecision, DecisionStore, Precision, check_precision
 
-METHODS = ("finetuned", "embeddings", "nli", "lm")
-DEFAULT_MODELS = {"embeddings": DEFAULT_ENCODER, "lm": DEFAULT_LM}
+if TYPE_CHECKING:
+    from pipelines.models.manager import LoadedModel, ModelManager
+
+
+class Method(StrEnum):
+    """How to classify (the values the API accepts)."""
+
+    FINETUNED = "finetuned"
+    EMBEDDINGS = "embeddings"
+    NLI = "nli"
+    LM = "lm"
+
+
+METHODS = tuple(m.value for m in Method)
+DEFAULT_MODELS = MappingProxyType({Method.EMBEDDINGS.value: DEFAULT_ENCODER, Method.LM.value: DEFAULT_LM})
 MAX_LABELS = 50
 DEFAULT_TEMPLATE = "This text is about {}."
 
@@ -30,9 +44,9 @@ def parse_labels(raw: str | list[str] | None, minimum: int = 2) -> list[str]:
     items = raw if isinstance(raw, list) else re.split(r"[,;\n，；]", raw or "")
     labels = list(dict.fromkeys(s.strip() for s in items if s and s.strip()))
     if len(labels) < minimum:
-        raise InputError(f"Type at least {minimum} candidate labels, separated by commas.")
+        raise InputError("classify.too_few_labels", minimum=minimum)
     if len(labels) > MAX_LABELS:
-        raise InputError(f"At most {MAX_LABELS} labels are allowed; you typed {len(labels)}.")
+        raise InputError("classify.too_many_labels", limit=MAX_LABELS, count=len(labels))
     return labels
 
 
@@ -42,7 +56,7 @@ def _result(labels: list[str], probs: np.ndarray | list[float]) -> dict:
     return {"label": next(iter(ranked)), "scores": ranked}
 
 
-class SequenceClassifierTask(Task[list[str], list[dict]]):
+class SequenceClassifierTask(BaseClassifier, Task[list[str], list[dict]]):
     """A sequence-classification model (hub, folder or fine-tuned adapter) with its own ``id2label``."""
 
     batch_size = 32  # bfloat16 on AMX gains most from 32; float32 and int8 are about as fast as with 16
@@ -61,6 +75,8 @@ class SequenceClassifierTask(Task[list[str], list[dict]]):
                               pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt").to(self.loaded.device)
 
     def forward(self, batch: Any) -> Any:
+        import torch
+
         return torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
 
     def postprocess(self, outputs: Any) -> list[dict]:
@@ -76,7 +92,7 @@ class SequenceClassifierTask(Task[list[str], list[dict]]):
         return results
 
 
-class EmbeddingZeroShot:
+class EmbeddingZeroShot(BaseClassifier):
     """Zero-shot by cosine similarity between the text and ``template.format(label)`` embeddings."""
 
     batch_size = 32
@@ -92,7 +108,7 @@ class EmbeddingZeroShot:
         return [_result(self.labels, softmax(row * self.scale)) for row in sims]
 
 
-class NLIZeroShot:
+class NLIZeroShot(BaseClassifier):
     """Zero-shot with an NLI model through transformers' zero-shot-classification pipeline."""
 
     batch_size = 4
@@ -102,10 +118,7 @@ class NLIZeroShot:
 
         label2id = {str(k).lower(): v for k, v in (loaded.model.config.label2id or {}).items()}
         if not any(k.startswith("entail") for k in label2id):
-            raise InputError(
-                f"'{loaded.ref.name}' is not an NLI model: its labels have no 'entailment'. "
-                "Pick an NLI model (e.g. one fine-tuned on MNLI) or another zero-shot method."
-            )
+            raise InputError("classify.not_nli", model=loaded.ref.name)
         self.labels, self.template = labels, _fill(template, "{}")
         self.pipe = ZeroShotClassificationPipeline(model=loaded.model, tokenizer=loaded.tokenizer)
 
@@ -119,7 +132,7 @@ class NLIZeroShot:
         return results
 
 
-class LMZeroShot:
+class LMZeroShot(BaseClassifier):
     """Zero-shot by each label's log-likelihood as the LM's answer (softmax over labels)."""
 
     batch_size = 1
@@ -155,35 +168,50 @@ class ClassifierSpec:
     precision: str = "auto"  # fine-tuned classifier: auto | float32 | bfloat16 | int8 (pipelines.tasks.precision)
 
 
-def fine_tuned_classifier(manager: ModelManager, ref: str, precision: str = "auto", progress: Any = None):
-    """The fine-tuned classifier at ``precision``: float32 exact, bfloat16 or int8 faster, auto measured (CPU)."""
+def fine_tuned_classifier(manager: ModelManager, ref: str, precision: str = "auto", progress: Any = None,
+                          decisions: DecisionStore | None = None) -> Classifier:
+    """The fine-tuned classifier at ``precision``: float32 exact, bfloat16 or int8 faster, auto measured (CPU).
+
+    ``decisions`` keeps auto's measurements for every session (``ctx.decisions``); without it (a script, a test)
+    the measurement is kept by this classifier only.
+    """
     precision = check_precision(precision)
-    loaded = manager.load(ref, "seq-cls", dtype=None if precision == "auto" else precision, progress=progress)
+    loaded = manager.load(ref, "seq-cls", dtype=None if precision == Precision.AUTO else precision.value,
+                          progress=progress)
     exact = SequenceClassifierTask(loaded)
-    if precision != "auto" or loaded.device != "cpu":
+    if precision != Precision.AUTO or loaded.device != "cpu":
         return exact
 
     def loader(dtype: str) -> Callable[[], SequenceClassifierTask]:
         return lambda: SequenceClassifierTask(manager.load(ref, "seq-cls", dtype=dtype))
 
     return AutoPrecision(exact, {name: loader(name) for name in CANDIDATES}, loaded.key,
+                         decisions if decisions is not None else DecisionStore(),
                          release=lambda task: manager.discard(task.loaded.key))
 
 
-def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any = None):
+def check_method(method: str | None) -> Method:
+    """``method`` as a :class:`Method`, or a clear error."""
+    value = (method or "").strip().lower()
+    if value not in METHODS:
+        raise InputError("classify.unknown_method", method=value, choices=", ".join(METHODS))
+    return Method(value)
+
+
+def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any = None,
+                    decisions: DecisionStore | None = None) -> Classifier:
     """Build the classifier for ``spec``; every classifier has ``classify(texts) -> [{label, scores}]``."""
-    if spec.method not in METHODS:
-        raise InputError(f"Unknown method '{spec.method}'; choose one of {', '.join(METHODS)}.")
-    ref = (spec.model or "").strip() or DEFAULT_MODELS.get(spec.method, "")
-    if spec.method == "finetuned":
+    method = check_method(spec.method)
+    ref = (spec.model or "").strip() or DEFAULT_MODELS.get(method.value, "")
+    if method == Method.FINETUNED:
         if not ref:
-            raise InputError("Choose a fine-tuned classifier: a run from the Fine-tune tab, a hub id or a folder.")
-        return fine_tuned_classifier(manager, ref, spec.precision, progress)
+            raise InputError("classify.choose_finetuned")
+        return fine_tuned_classifier(manager, ref, spec.precision, progress, decisions)
     labels = parse_labels(spec.labels)
-    if spec.method == "embeddings":
+    if method == Method.EMBEDDINGS:
         return EmbeddingZeroShot(EmbeddingTask(manager.load(ref, "encoder", progress=progress)), labels, spec.template)
-    if spec.method == "nli":
+    if method == Method.NLI:
         if not ref:
-            raise InputError("Type an NLI model (hub id or local folder) for NLI zero-shot classification.")
+            raise InputError("classify.nli_model_needed")
         return NLIZeroShot(manager.load(ref, "seq-cls", progress=progress), labels, spec.template)
     return LMZeroShot(manager.load(ref, "causal-lm", progress=progress), labels)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.limits import token_limit as input_limit
-from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
+
+if TYPE_CHECKING:
+    from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.batch import length_sorted_batches
 
 DEFAULT_ENCODER = "minilm-l6"

@@ -1,20 +1,16 @@
-"""Entity extraction (spaCy offline, or any token-classification model) and embedding-based keyphrases."""
+"""Entity extraction (spaCy offline, or any token-classification model) and keyphrases."""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError
 from pipelines.models.manager import LoadedModel, ModelManager
-from pipelines.tasks.embeddings import EmbeddingTask, mmr
-from pipelines.tasks.sentences import CJK, has_cjk, split_sentences
+
+if TYPE_CHECKING:
+    from pipelines.tasks.embeddings import EmbeddingTask
 
 DEFAULT_NER = "spacy-en-sm"
-MAX_CANDIDATES = 120
 
 
 class SpacyEntities:
@@ -42,7 +38,7 @@ class TokenClassifierEntities:
         from transformers import TokenClassificationPipeline
 
         if not getattr(loaded.tokenizer, "is_fast", False):
-            raise InputError(f"'{loaded.ref.name}' has no fast tokenizer, which entity aggregation needs.")
+            raise InputError("extract.no_fast_tokenizer", model=loaded.ref.name)
         self.pipe = TokenClassificationPipeline(model=loaded.model, tokenizer=loaded.tokenizer,
                                                 aggregation_strategy="simple")
 
@@ -70,49 +66,9 @@ def highlight_value(text: str, entities: list[dict]) -> dict:
                                        for e in entities]}
 
 
-def _latin_candidates(text: str, max_ngram: int) -> list[str]:
-    from sklearn.feature_extraction.text import CountVectorizer
+def keyphrases(encoder: EmbeddingTask, text: str, top_k: int = 8, nlp: Any = None) -> list[dict]:
+    """Noun-chunk/entity keyphrases ranked against the whole text, diversified with MMR (see
+    :class:`pipelines.extraction.keyphrases.Keyphrases`); ``nlp`` is spaCy's pipeline (needed for English)."""
+    from pipelines.extraction.keyphrases import Keyphrases
 
-    try:
-        vectorizer = CountVectorizer(ngram_range=(1, max_ngram), stop_words="english",
-                                     token_pattern=r"(?u)\b[^\W\d_][\w-]+\b")
-        counts = np.asarray(vectorizer.fit_transform(split_sentences(text) or [text]).sum(axis=0))[0]
-    except ValueError:  # only stop words
-        return []
-    vocab = vectorizer.get_feature_names_out()
-    ranked = sorted(range(len(vocab)), key=lambda i: (-counts[i], -len(vocab[i])))
-    return [str(vocab[i]) for i in ranked[:MAX_CANDIDATES]]
-
-
-def _cjk_candidates(text: str, max_ngram: int) -> list[str]:
-    counts: Counter[str] = Counter()
-    for run in re.findall(rf"(?:{CJK.pattern})+", text):
-        for n in range(2, max_ngram + 2):
-            counts.update(run[i:i + n] for i in range(len(run) - n + 1))
-    return [gram for gram, _ in counts.most_common(MAX_CANDIDATES)]
-
-
-def keyphrases(encoder: EmbeddingTask, text: str, top_k: int = 8, max_ngram: int = 3,
-               diversity: float = 0.5) -> list[dict]:
-    """Candidate n-grams ranked by similarity to the whole document, diversified with MMR."""
-    if not text.strip():
-        raise InputError("Type or paste a text first.")
-    candidates = _cjk_candidates(text, max_ngram) if has_cjk(text) else _latin_candidates(text, max_ngram)
-    if not candidates:
-        return []
-    vectors = encoder.encode([text, *candidates], batch_size=64)
-    doc, cands = vectors[0], vectors[1:]
-    relevance = cands @ doc
-    chosen = mmr(relevance, cands @ cands.T, top_k, diversity)
-    return [{"phrase": candidates[i], "score": round(float(relevance[i]), 4)}
-            for i in sorted(chosen, key=lambda i: -relevance[i])]
-
-
-def keyphrases_many(encoder: EmbeddingTask, texts: list[str], top_k: int = 8) -> list[list[dict]]:
-    return [keyphrases(encoder, t, top_k) if t.strip() else [] for t in texts]
-
-
-def cosine_rank(encoder: EmbeddingTask, query: str, candidates: list[str]) -> np.ndarray:
-    """Cosine similarity of ``query`` to each candidate."""
-    vectors = encoder.encode([query, *candidates])
-    return vectors[1:] @ vectors[0]
+    return Keyphrases(encoder, nlp).extract(text, top_k)

@@ -1,30 +1,40 @@
-"""Field extraction: the LM returns JSON for the fields the user names; the reply is parsed, repaired when it
-is not valid JSON (json-repair), and validated against the fields -- problems are reported, never dropped."""
+"""Field extraction, the LM side: the LM returns JSON for the fields the user names; the reply is parsed, repaired
+when it is not valid JSON (json-repair), and validated against the fields -- problems are reported, never dropped.
+
+Grounding (every value must be a span of the text) is in :mod:`pipelines.extraction.grounded_fields`.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.errors import InputError
-from pipelines.models.manager import LoadedModel
-from pipelines.tasks.lm_prompting import GenerationConfig, generate, truncate_tokens
+from pipelines.messages import Msg
 
 MAX_FIELDS = 20
 _FIELD = re.compile(r"^[\w][\w .-]{0,49}$", re.UNICODE)
+
+# The one-shot example is about things no real text mentions, so its values cannot leak into an answer
+# (and any value equal to one of them that is not in the text is dropped anyway).
+EXAMPLE = ('Text: "Zorvex ticket QX-77 was filed by Captain Ilbo Marr aboard the starship Quillon."\n'
+           'Keys: ticket, person, ship, planet\n'
+           'JSON: {"ticket": "QX-77", "person": "Ilbo Marr", "ship": "Quillon", "planet": null}')
+EXAMPLE_VALUES = frozenset({"qx-77", "ilbo marr", "captain ilbo marr", "quillon", "zorvex"})
 
 
 def parse_fields(raw: str) -> list[str]:
     """``product, order_id, date`` -> a clean, de-duplicated list of field names."""
     names = list(dict.fromkeys(s.strip() for s in re.split(r"[,;\n，；]", raw or "") if s.strip()))
     if not names:
-        raise InputError("Name at least one field, e.g. `product, order_id, date`.")
+        raise InputError("extract.no_fields")
     if len(names) > MAX_FIELDS:
-        raise InputError(f"At most {MAX_FIELDS} fields are allowed.")
+        raise InputError("extract.too_many_fields", limit=MAX_FIELDS)
     bad = [n for n in names if not _FIELD.match(n)]
     if bad:
-        raise InputError(f"Field names may hold letters, digits, spaces, '_', '-' and '.': {', '.join(bad)}")
+        raise InputError("extract.bad_field_names", names=", ".join(bad))
     return names
 
 
@@ -34,7 +44,7 @@ class ParsedReply:
 
     data: dict | None
     repaired: bool = False
-    problems: list[str] = field(default_factory=list)
+    problems: list[Msg] = field(default_factory=list)
 
 
 def _json_candidate(reply: str) -> str:
@@ -63,8 +73,8 @@ def parse_json_reply(reply: str) -> ParsedReply:
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
         data = data[0]
     if not isinstance(data, dict) or not data:
-        return ParsedReply(None, repaired, ["The model's reply is not a JSON object, even after repair."])
-    problems = ["The model's reply was not valid JSON; it was repaired."] if repaired else []
+        return ParsedReply(None, repaired, [Msg.of("extract.reply_not_json")])
+    problems = [Msg.of("extract.reply_repaired")] if repaired else []
     return ParsedReply(data, repaired, problems)
 
 
@@ -72,27 +82,23 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_-]+", "_", str(name).strip().lower())
 
 
-def validate_fields(data: dict, fields: list[str]) -> tuple[dict[str, object], list[str]]:
+def validate_fields(data: dict, fields: list[str]) -> tuple[dict[str, object], list[Msg]]:
     """Map the reply's keys onto ``fields`` (case/space/underscore-insensitive); report missing and extra keys."""
     by_norm = {_norm(k): v for k, v in data.items()}
     values: dict[str, object] = {}
-    problems: list[str] = []
+    problems: list[Msg] = []
     for name in fields:
         value = by_norm.pop(_norm(name), None)
-        if isinstance(value, (dict, list)):
+        if isinstance(value, dict | list):
             value = json.dumps(value, ensure_ascii=False)
         values[name] = value
     missing = [n for n in fields if values[n] in (None, "")]
     if missing:
-        problems.append(f"Not found in the text: {', '.join(missing)}.")
+        problems.append(Msg.of("extract.fields_missing", fields=", ".join(missing)))
     if by_norm:
         extra = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)[:60]}" for k, v in by_norm.items())
-        problems.append(f"The model also returned keys that were not asked for: {extra}.")
+        problems.append(Msg.of("extract.fields_extra", items=extra))
     return values, problems
-
-
-EXAMPLE = ('Text: "Hi, I am Ana Lopez. My phone is 555-0199."\nKeys: name, phone, city\n'
-           'JSON: {"name": "Ana Lopez", "phone": "555-0199", "city": null}')
 
 
 def fields_prompt(text: str, fields: list[str]) -> str:
@@ -101,23 +107,25 @@ def fields_prompt(text: str, fields: list[str]) -> str:
             f"is not in the text.\n\nExample:\n{EXAMPLE}\n\nText: \"{text}\"\nKeys: {', '.join(fields)}\nJSON:")
 
 
-def extract_fields(lm: LoadedModel, text: str, raw_fields: str, max_text_tokens: int = 1200) -> dict:
-    """Ask the LM for the fields as JSON; return values, problems, the raw reply and whether it was repaired."""
-    if not (text or "").strip():
-        raise InputError("Type or paste a text first.")
-    fields = parse_fields(raw_fields)
+def lm_fields_reply(lm: Any, text: str, fields: list[str], max_text_tokens: int = 1200) -> tuple[str, bool]:
+    """The LM's raw JSON reply for ``fields`` of ``text`` (cut at its first ``}``), and whether the text was cut."""
+    from pipelines.tasks.lm_prompting import GenerationConfig, generate, truncate_tokens
+
     clipped, cut = truncate_tokens(lm.tokenizer, text, max_text_tokens)
     prefill = "{" + json.dumps(fields[0], ensure_ascii=False) + ":"
     reply = generate(lm, fields_prompt(clipped, fields), GenerationConfig(max_new_tokens=16 + 24 * len(fields),
                                                                         repetition_penalty=1.0), prefill=prefill)
     if "}" in reply:
         reply = reply[:reply.index("}") + 1]  # a flat object ends at its first closing brace
-    parsed = parse_json_reply(reply)
-    problems = list(parsed.problems)
-    if cut:
-        problems.append(f"Only the first {max_text_tokens} tokens of the text were read.")
-    if parsed.data is None:
-        return {"fields": dict.fromkeys(fields), "ok": False, "repaired": parsed.repaired,
-                "problems": problems, "raw": reply}
-    values, found = validate_fields(parsed.data, fields)
-    return {"fields": values, "ok": True, "repaired": parsed.repaired, "problems": problems + found, "raw": reply}
+    return reply, cut
+
+
+def extract_fields(lm: Any, text: str, raw_fields: str, nlp: Any = None, max_text_tokens: int = 1200) -> dict:
+    """Fields of ``text`` grounded in it: values, per-field checks, problems (:class:`Msg`), the raw reply.
+
+    With spaCy's ``nlp`` a field's value may be picked among the text's spans of the expected type; without it,
+    only the LM's values that occur in the text are kept.
+    """
+    from pipelines.extraction.grounded_fields import GroundedFields
+
+    return GroundedFields(nlp, lm, max_text_tokens).extract(text, raw_fields).as_dict()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from pipelines.models.manager import LoadedModel
+if TYPE_CHECKING:
+    from pipelines.models.manager import LoadedModel
 
 DEFAULT_LM = "smollm2-135m-instruct"
 SYSTEM = "You are a precise assistant. Answer briefly and follow the requested format exactly."
@@ -44,11 +44,16 @@ def count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-@torch.inference_mode()
 def generate(loaded: LoadedModel, user: str, config: GenerationConfig | None = None, prefill: str = "",
              system: str = SYSTEM) -> str:
     """Greedy reply of the LM to one user message (``prefill`` is prepended to the returned text)."""
-    config = config or GenerationConfig()
+    import torch
+
+    with torch.inference_mode():
+        return _generate(loaded, user, config or GenerationConfig(), prefill, system)
+
+
+def _generate(loaded: LoadedModel, user: str, config: GenerationConfig, prefill: str, system: str) -> str:
     tok, model = loaded.tokenizer, loaded.model
     prompt = render_prompt(tok, user, system, prefill)
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.device)
@@ -62,9 +67,17 @@ def generate(loaded: LoadedModel, user: str, config: GenerationConfig | None = N
     return (prefill + reply).strip()
 
 
-@torch.inference_mode()
 def label_logliks(loaded: LoadedModel, user: str, labels: list[str], system: str = SYSTEM) -> list[float]:
     """Sum of log-probabilities of each label as the assistant's reply to ``user`` (one padded forward pass)."""
+    import torch
+
+    with torch.inference_mode():
+        return _label_logliks(loaded, user, labels, system)
+
+
+def _label_logliks(loaded: LoadedModel, user: str, labels: list[str], system: str) -> list[float]:
+    import torch
+
     tok, model = loaded.tokenizer, loaded.model
     prefix = tok(render_prompt(tok, user, system), add_special_tokens=False)["input_ids"]
     label_ids = [tok(label, add_special_tokens=False)["input_ids"] or [tok.eos_token_id] for label in labels]

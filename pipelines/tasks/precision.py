@@ -10,6 +10,8 @@ Which lower precision is fastest depends on the CPU, and whether it changes pred
 So ``auto`` measures instead of guessing:
 
 * calls with fewer than ``MIN_BATCH_ROWS`` rows (a single text, the tail of a file) always run in float32;
+* a call with fewer than ``CALIBRATION_ROWS`` rows before any decision (a small file) runs in float32 and decides
+  nothing: a decision is only ever made, and cached, on the promised ``CALIBRATION_ROWS`` rows (the status says so);
 * the first batch call of a model on the CPU classifies ``CALIBRATION_ROWS`` of its rows (groups of similar length
   spread over the call's lengths, see :func:`calibration_rows`) in float32; those rows keep their float32 answers
   (nothing is lost). Every candidate in ``CANDIDATES`` is timed against float32 on one group (``PROBE_ROWS``).
@@ -19,7 +21,8 @@ So ``auto`` measures instead of guessing:
   checked the same way, and float32 is kept when none qualifies. Only the winner pays for the full check.
   (64 rows with no flip rejects a candidate that flips 2% of rows as often as 128 rows with at most one flip would,
   73% of the time, at half the cost.) The decision is cached per loaded model (model, adapter, device), so it is
-  measured once; a candidate that fails to load or run is simply not chosen;
+  measured once; it lives in a :class:`DecisionStore` (``ctx.decisions``) shared by every session; a candidate that
+  fails to load or run is simply not chosen;
 * on a GPU, auto is the device's usual precision (bfloat16/float16): these CPU measurements do not apply.
 """
 
@@ -33,18 +36,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.errors import InputError
+from pipelines.messages import Msg
+from pipelines.models.kinds import CLASSIFY_PRECISIONS, Precision
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("auto", "float32", "bfloat16", "int8")
-CANDIDATES = ("bfloat16", "int8")  # what auto tries against float32 on the CPU
+
+
+PRECISIONS = tuple(p.value for p in CLASSIFY_PRECISIONS)
+CANDIDATES = (Precision.BFLOAT16.value, Precision.INT8.value)  # what auto tries against float32 on the CPU
 CALIBRATION_ROWS = 64
 PROBE_ROWS = 32  # rows (one group) every candidate is timed on
 MIN_AGREEMENT = 0.99
 MIN_SPEEDUP = 1.15
 MIN_BATCH_ROWS = 32
 WARMUP_ROWS = 4
-
-_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -55,16 +60,52 @@ class Decision:
     rows: int
     measured: dict[str, tuple[float, int, float]] = field(default_factory=dict)
 
+    def describe(self) -> Msg:
+        """One plain sentence: the precision used and why."""
+        if self.chosen != Precision.FLOAT32:
+            share, rows, speed = self.measured[self.chosen]
+            return Msg.of("precision.auto_chosen", chosen=self.chosen, agreed=round(share * rows), rows=rows,
+                          speed=f"{speed:.1f}")
+        if not self.measured:
+            return Msg.of("precision.auto_none_ran")
+        name, (share, rows, speed) = max(self.measured.items(), key=lambda kv: kv[1][2])  # the fastest candidate
+        if speed < MIN_SPEEDUP:
+            return Msg.of("precision.auto_not_faster", name=name, speed=f"{speed:.1f}")
+        return Msg.of("precision.auto_disagreed", name=name, speed=f"{speed:.1f}", agreed=round(share * rows),
+                      rows=rows)
 
-_DECISIONS: dict[Any, Decision] = {}  # float32 cache key -> decision
+
+class DecisionStore:
+    """Auto-precision decisions per loaded model, shared by every session (``ctx.decisions``); thread-safe."""
+
+    def __init__(self) -> None:
+        self._decisions: dict[Any, Decision] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Decision | None:
+        with self._lock:
+            return self._decisions.get(key)
+
+    def setdefault(self, key: Any, decision: Decision) -> Decision:
+        """Store ``decision`` unless one is there already (another session measured meanwhile); return the kept one."""
+        with self._lock:
+            return self._decisions.setdefault(key, decision)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._decisions.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._decisions)
 
 
-def check_precision(precision: str | None) -> str:
+def check_precision(precision: str | None) -> Precision:
     """``precision`` (None or empty means auto), or a clear error."""
-    precision = (precision or "auto").strip().lower()
-    if precision not in PRECISIONS:
-        raise InputError(f"Unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
-    return precision
+    value = (precision or "auto").strip().lower()
+    if value not in PRECISIONS:
+        raise InputError("precision.unknown", precision=value, choices=", ".join(PRECISIONS))
+    return Precision(value)
 
 
 def agreement(first: list[dict], second: list[dict]) -> float:
@@ -109,38 +150,42 @@ def calibration_rows(lengths: list[int]) -> list[int]:
 class AutoPrecision:
     """A classifier that answers in float32 and switches its batches to the fastest precision that agrees."""
 
-    def __init__(self, exact: Any, loaders: dict[str, Callable[[], Any]], key: Any,
+    def __init__(self, exact: Any, loaders: dict[str, Callable[[], Any]], key: Any, store: DecisionStore,
                  release: Callable[[Any], object] | None = None) -> None:
-        self.exact, self._loaders, self.key, self._release = exact, loaders, key, release
+        self.exact, self._loaders, self.key, self.store, self._release = exact, loaders, key, store, release
         self.labels, self.batch_size = exact.labels, exact.batch_size
         self.window = getattr(exact, "window", exact.batch_size)
+        self.loaded = getattr(exact, "loaded", None)
+        self.too_few = 0  # rows of the largest call that came before any decision and was too small to decide on
         self._models: dict[str, Any] = {"float32": exact}
 
     @property
     def decision(self) -> Decision | None:
         """The measured decision for this model, or None before the first large enough batch."""
-        with _LOCK:
-            return _DECISIONS.get(self.key)
+        return self.store.get(self.key)
 
     @property
     def chosen(self) -> str | None:
         decision = self.decision
         return None if decision is None else decision.chosen
 
-    def describe(self) -> str:
-        """One line for the user: the precision used and why."""
+    def describe(self) -> Msg:
+        """One plain sentence for the user: the precision used and why."""
         decision = self.decision
-        if decision is None:
-            return "Precision: float32 (auto; too few rows to measure a faster precision)."
-        parts = [f"{name} {share:.1%}/{n} · {speed:.2f}x" for name, (share, n, speed) in decision.measured.items()]
-        return (f"Precision: {decision.chosen} (auto; measured against float32 as agreement/rows · speed: "
-                f"{'; '.join(parts) or 'none could run'}).")
+        if decision is not None:
+            return decision.describe()
+        if self.too_few:
+            return Msg.of("precision.auto_too_few", rows=self.too_few, needed=CALIBRATION_ROWS)
+        return Msg.of("precision.auto_pending", needed=CALIBRATION_ROWS)
 
     def classify(self, texts: list[str]) -> list[dict]:
         if len(texts) < MIN_BATCH_ROWS:
             return self.exact.classify(texts)
         results: list[dict | None] = [None] * len(texts)
         if self.decision is None:
+            if len(texts) < CALIBRATION_ROWS:  # never decide (for every later session too) on fewer rows
+                self.too_few = max(self.too_few, len(texts))
+                return self.exact.classify(texts)
             picked = calibration_rows([len(t) for t in texts])
             for i, result in zip(picked, self._calibrate([texts[i] for i in picked]), strict=True):
                 results[i] = result
@@ -161,10 +206,8 @@ class AutoPrecision:
             self._models[name] = self._loaders[name]()
         return self._models[name]
 
-    def _calibrate(self, sample: list[str]) -> list[dict]:
-        probe, others = sample[:PROBE_ROWS], sample[PROBE_ROWS:]
-        exact_probe, exact_s = _timed(self.exact, probe)
-        exact = exact_probe + (self.exact.classify(others) if others else [])
+    def _trials(self, probe: list[str], exact_s: float) -> dict[str, tuple[list[dict], float]]:
+        """Each candidate's answers on the probe and its speed-up over float32 (candidates that fail are left out)."""
         trials: dict[str, tuple[list[dict], float]] = {}
         for name in self._loaders:
             try:
@@ -173,9 +216,15 @@ class AutoPrecision:
                 log.exception("%s classifier failed; not a candidate", name)
                 continue
             trials[name] = (out, exact_s / max(seconds, 1e-9))
+        return trials
+
+    def _calibrate(self, sample: list[str]) -> list[dict]:
+        probe, others = sample[:PROBE_ROWS], sample[PROBE_ROWS:]
+        exact_probe, exact_s = _timed(self.exact, probe)
+        exact = exact_probe + (self.exact.classify(others) if others else [])
         chosen, measured = "float32", {}
-        for name, (out, speed) in sorted(trials.items(), key=lambda kv: -kv[1][1]):  # fastest first
-            share = agreement(exact_probe, out)
+        for name, (out, speed) in sorted(self._trials(probe, exact_s).items(), key=lambda kv: -kv[1][1]):
+            share = agreement(exact_probe, out)  # fastest first
             if chosen == "float32" and qualifies(share, speed) and others:
                 try:
                     out = out + self._get(name).classify(others)
@@ -187,8 +236,8 @@ class AutoPrecision:
             if chosen == "float32" and qualifies(share, speed) and len(out) == len(sample):
                 chosen = name
         log.info("Auto precision for %s: %s %s", self.key, chosen, measured)
-        with _LOCK:  # a decision stored meanwhile (another session, same model) wins
-            decision = _DECISIONS.setdefault(self.key, Decision(chosen, len(sample), measured))
+        # a decision stored meanwhile (another session, same model) wins
+        decision = self.store.setdefault(self.key, Decision(chosen, len(sample), measured))
         for name in list(self._models):  # the losers' weights are freed
             if name not in ("float32", decision.chosen):
                 loser = self._models.pop(name)

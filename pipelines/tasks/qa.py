@@ -1,40 +1,21 @@
-"""Question answering over a context: an extractive QA model, or (offline) the LM answers and the
-supporting sentence is found by embedding similarity."""
+"""Question answering over a context: an extractive QA model (its answer is a span by construction), or a causal
+LM used to score candidate spans (:class:`pipelines.extraction.grounded_qa.GroundedQA`) -- never free text."""
 
 from __future__ import annotations
 
-import inspect
-import re
 from typing import Any
 
-import torch
-
 from pipelines.errors import InputError
+from pipelines.extraction.grounded_qa import QAResult, check_question
+from pipelines.extraction.spans import locate
 from pipelines.limits import token_limit as input_limit
-from pipelines.models.manager import LoadedModel
+from pipelines.models.manager import LoadedModel, ModelManager
 from pipelines.tasks.base import Task
-from pipelines.tasks.embeddings import EmbeddingTask
-from pipelines.tasks.lm_prompting import GenerationConfig, generate, truncate_tokens
-from pipelines.tasks.sentences import split_sentences
 
-
-def check_question(question: str, context: str) -> None:
-    if not (question or "").strip():
-        raise InputError("Type a question.")
-    if not (context or "").strip():
-        raise InputError("Paste the context the answer should come from.")
-
-
-def locate(text: str, fragment: str, start: int = 0) -> tuple[int, int] | None:
-    """Character span of ``fragment`` in ``text``, tolerating different whitespace."""
-    if not fragment.strip():
-        return None
-    found = text.find(fragment, start)
-    if found >= 0:
-        return found, found + len(fragment)
-    pattern = r"\s*".join(re.escape(part) for part in fragment.split())
-    match = re.compile(pattern).search(text, start)
-    return (match.start(), match.end()) if match else None
+DEFAULT_LM = "smollm2-135m-instruct"
+DEFAULT_NER = "spacy-en-sm"
+__all__ = ["DEFAULT_LM", "ExtractiveQA", "QAResult", "answer_question", "check_question", "locate",
+           "make_answerer", "qa_highlight"]
 
 
 class ExtractiveQA(Task[tuple[str, str], dict]):
@@ -42,8 +23,10 @@ class ExtractiveQA(Task[tuple[str, str], dict]):
 
     def __init__(self, loaded: LoadedModel, max_length: int = 384, stride: int = 128, max_answer_tokens: int = 30):
         super().__init__(loaded)
+        import inspect
+
         if not getattr(self.tokenizer, "is_fast", False):
-            raise InputError(f"'{loaded.ref.name}' has no fast tokenizer, which answer spans need.")
+            raise InputError("extract.no_fast_tokenizer", model=loaded.ref.name)
         self.max_length = input_limit(loaded, max_length)
         self.stride, self.max_answer_tokens = min(stride, self.max_length // 3), max_answer_tokens
         self.accepted = set(inspect.signature(self.model.forward).parameters)
@@ -65,6 +48,8 @@ class ExtractiveQA(Task[tuple[str, str], dict]):
         return {**batch, "start": out.start_logits.float().cpu(), "end": out.end_logits.float().cpu()}
 
     def postprocess(self, outputs: Any) -> dict:
+        import torch
+
         best = {"answer": "", "score": 0.0, "start": 0, "end": 0}
         for i, seq_ids in enumerate(outputs["sequence_ids"]):
             in_context = torch.tensor([s == 1 for s in seq_ids])
@@ -83,54 +68,45 @@ class ExtractiveQA(Task[tuple[str, str], dict]):
                         "start": char_start, "end": char_end}
         return best
 
-    def answer(self, question: str, context: str) -> dict:
-        return self((question, context))
+    def answer(self, question: str, context: str) -> QAResult:
+        best = self((question, context))
+        found = bool(best["answer"].strip())
+        return QAResult(best["answer"], found, best["start"], best["end"], best["start"], best["end"],
+                        score=best["score"], label="answer")
 
 
-def lm_answer(lm: LoadedModel, encoder: EmbeddingTask, question: str, context: str,
-              max_context_tokens: int = 1200) -> dict:
-    """The LM answers from the context; the context sentence closest to question + answer is the evidence."""
-    check_question(question, context)
-    clipped, cut = truncate_tokens(lm.tokenizer, context, max_context_tokens)
-    prompt = (f"Context: {clipped}\n\nQuestion: {question.strip()}\n"
-              "Answer in a few words, using only the context.")
-    reply = generate(lm, prompt, GenerationConfig(max_new_tokens=64))
-    sentences = split_sentences(context)
-    result = {"answer": reply, "score": None, "start": None, "end": None, "evidence": "", "note": None}
-    if cut:
-        result["note"] = f"The LM read only the first {max_context_tokens} tokens of the context."
-    if sentences:
-        vectors = encoder.encode([f"{question} {reply}", *sentences])
-        sims = vectors[1:] @ vectors[0]
-        best = int(sims.argmax())
-        span = locate(context, sentences[best])
-        result.update(evidence=sentences[best], score=round(float(sims[best]), 4))
-        if span:
-            result.update(start=span[0], end=span[1])
-    return result
-
-
-def qa_highlight(context: str, result: dict) -> dict:
-    """HighlightedText value: the answer span (extractive) or the supporting sentence (LM)."""
-    entities = []
-    if result.get("start") is not None and result.get("end"):
-        label = "evidence" if result.get("evidence") else "answer"
-        entities.append({"entity": label, "start": result["start"], "end": result["end"]})
-    return {"text": context, "entities": entities}
-
-
-def answer_question(manager, ref: str, question: str, context: str, encoder_ref: str = "minilm-l6",
-                    progress=None) -> dict:
-    """Extractive QA for a QA model; for a causal LM, its answer plus the supporting sentence."""
+def make_answerer(manager: ModelManager, ref: str = "", progress: Any = None, encoder_ref: str = "minilm-l6") -> Any:
+    """An object with ``answer(question, context) -> QAResult``: extractive for a QA model, grounded for an LM."""
+    from pipelines.extraction.grounded_qa import GroundedQA
     from pipelines.tasks.embeddings import get_encoder
-    from pipelines.tasks.lm_prompting import DEFAULT_LM
 
-    check_question(question, context)
     ref = (ref or "").strip() or DEFAULT_LM
     kind = manager.default_kind(manager.resolve(ref))
     if kind == "causal-lm":
         lm = manager.load(ref, "causal-lm", progress=progress)
-        return lm_answer(lm, get_encoder(manager, encoder_ref), question, context)
+        nlp = manager.load(DEFAULT_NER, progress=progress).model
+        return GroundedQA(nlp, get_encoder(manager, encoder_ref), lm)
     if kind not in ("qa", "encoder"):
-        raise InputError(f"'{ref}' is a {kind} model; answers need a question-answering model or an instruct LM.")
-    return ExtractiveQA(manager.load(ref, "qa", progress=progress)).answer(question, context)
+        raise InputError("extract.not_a_qa_model", model=ref, kind=kind)
+    return ExtractiveQA(manager.load(ref, "qa", progress=progress))
+
+
+def answer_question(manager: ModelManager, ref: str, question: str, context: str, progress: Any = None) -> QAResult:
+    """Extractive QA for a QA model; for a causal LM, the best-supported span of the context."""
+    check_question(question, context)
+    return make_answerer(manager, ref, progress).answer(question, context)
+
+
+def qa_highlight(context: str, result: QAResult) -> dict:
+    """HighlightedText value: the evidence sentence, with the answer span inside it marked ``answer``."""
+    pieces: list[tuple[str, int, int]] = []
+    a_start, a_end = result.answer_start, result.answer_end
+    if result.start is not None and result.end:
+        if a_start is not None and a_end and result.start <= a_start and a_end <= result.end:
+            pieces = [("evidence", result.start, a_start), ("answer", a_start, a_end), ("evidence", a_end, result.end)]
+        else:
+            pieces = [("evidence" if result.evidence else "answer", result.start, result.end)]
+    elif a_start is not None and a_end:
+        pieces = [("answer", a_start, a_end)]
+    return {"text": context, "entities": [{"entity": label, "start": s, "end": e}
+                                          for label, s, e in pieces if e > s and context[s:e].strip()]}

@@ -8,9 +8,9 @@ CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Sentences end at Chinese 。！？ (plus closing quotes), or at . ! ? + space + an upper-case/quote/digit start.
 _CJK_END = re.compile(r"(?<=[。！？!?])(?![”’」』）)\"'。！？!?])|(?<=[。！？!?][”’」』）)\"'])")
 _LATIN_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00c0-\u024f])")
-ABBREVIATIONS = {
+ABBREVIATIONS = frozenset({
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "inc", "ltd", "no", "fig",
-}
+})
 
 
 def has_cjk(text: str) -> bool:

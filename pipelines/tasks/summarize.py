@@ -6,18 +6,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from pipelines.errors import InputError
 from pipelines.limits import token_limit as input_limit
-from pipelines.models.manager import LoadedModel
+from pipelines.messages import Msg
 from pipelines.tasks.embeddings import EmbeddingTask, mmr
 from pipelines.tasks.lm_prompting import GenerationConfig, count_tokens, generate
 from pipelines.tasks.sentences import has_cjk, join_sentences, split_sentences
 
-ProgressFn = Callable[[float, str], None]
+if TYPE_CHECKING:
+    from pipelines.models.manager import LoadedModel, ModelManager
+
+ProgressFn = Callable[[float, "Msg | str"], None]
 MAX_LEVELS = 4
 
 
@@ -28,15 +32,21 @@ class ExtractiveConfig:
     count: int = 3
     ratio: float | None = None
     diversity: float = 0.3
+    lead_bias: float = 0.5  # position prior: earlier sentences gain up to this share of the centrality spread
+
+
+def position_prior(n: int) -> np.ndarray:
+    """1 for the first sentence, falling as 1/(1 + i): the lead of a news story usually states its gist."""
+    return 1.0 / (1.0 + np.arange(n, dtype=np.float64))
 
 
 def sentence_budget(n_sentences: int, config: ExtractiveConfig) -> int:
     if config.ratio:
         if not 0 < config.ratio <= 1:
-            raise InputError("The ratio must be between 0 and 1.")
+            raise InputError("summarize.bad_ratio")
         return max(1, min(n_sentences, math.ceil(n_sentences * config.ratio)))
     if config.count < 1:
-        raise InputError("Keep at least one sentence.")
+        raise InputError("summarize.keep_one")
     return min(n_sentences, int(config.count))
 
 
@@ -69,10 +79,26 @@ class ExtractiveSummarizer:
             return {"summary": "", "sentences": [], "indices": []}
         k = sentence_budget(len(sentences), self.config)
         pairwise = vecs @ vecs.T
-        centrality = pairwise.mean(axis=1) if len(sentences) > 1 else np.ones(1)
-        chosen = sorted(mmr(centrality, pairwise, k, self.config.diversity))
+        relevance = self.relevance(pairwise)
+        chosen = sorted(mmr(relevance, pairwise, k, self.config.diversity))
         picked = [sentences[i] for i in chosen]
         return {"summary": join_sentences(picked), "sentences": picked, "indices": chosen}
+
+    def relevance(self, pairwise: np.ndarray) -> np.ndarray:
+        """Centrality (mean cosine similarity to the other sentences) plus a lead bias for central early sentences.
+
+        An early sentence gains up to ``lead_bias`` times the spread of the centralities, times
+        :func:`position_prior`, times how central it is (0 at the median centrality or below, 1 at the top): the
+        lead of a news story is kept when it is about as central as the best sentence, never when it is off-topic.
+        """
+        n = len(pairwise)
+        if n == 1:
+            return np.ones(1)
+        centrality = (pairwise.sum(axis=1) - np.diag(pairwise)) / (n - 1)
+        top, middle = float(centrality.max()), float(np.median(centrality))
+        central = np.clip((centrality - middle) / max(top - middle, 1e-9), 0.0, 1.0)
+        spread = top - float(centrality.min())
+        return centrality + self.config.lead_bias * spread * position_prior(n) * central
 
 
 @dataclass
@@ -115,12 +141,13 @@ class AbstractiveSummarizer:
             chunks = self.chunk(current)
             chunks_total += len(chunks)
             if len(chunks) == 1 or level >= MAX_LEVELS:
-                report(0.9, f"Summarising (level {level})")
+                report(0.9, Msg.of("summarize.progress_final", level=level))
                 summary = self._summarize_one(" ".join(chunks))
                 return {"summary": summary, "chunks": chunks_total, "levels": level}
             parts = []
             for i, chunk in enumerate(chunks):
-                report(min(0.85, 0.85 * (i / len(chunks))), f"Level {level}: chunk {i + 1} of {len(chunks)}")
+                report(min(0.85, 0.85 * (i / len(chunks))),
+                       Msg.of("summarize.progress_chunk", level=level, chunk=i + 1, chunks=len(chunks)))
                 parts.append(self._summarize_one(chunk))
             joined = join_sentences([p for p in parts if p])
             if count_tokens(self.tokenizer, joined) >= count_tokens(self.tokenizer, current):
@@ -149,8 +176,13 @@ class AbstractiveSummarizer:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.chunk_tokens]
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    @torch.inference_mode()
     def _summarize_one(self, text: str) -> str:
+        import torch
+
+        with torch.inference_mode():
+            return self._generate_summary(text)
+
+    def _generate_summary(self, text: str) -> str:
         if not self.is_seq2seq:
             lang = " in Chinese" if has_cjk(text) else ""
             prompt = f"Summarize the following text in two or three sentences{lang}.\n\nText:\n{text}"
@@ -164,3 +196,47 @@ class AbstractiveSummarizer:
             no_repeat_ngram_size=3,
         )
         return tok.decode(out[0], skip_special_tokens=True).strip()
+
+
+class SummaryMethod(StrEnum):
+    """How to summarise (the values the API accepts)."""
+
+    EXTRACTIVE = "extractive"
+    ABSTRACTIVE = "abstractive"
+
+
+SUMMARY_METHODS = tuple(m.value for m in SummaryMethod)
+ABSTRACTIVE_KINDS = ("seq2seq", "causal-lm")
+MAX_NEW_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class SummarizerSpec:
+    """The Summarize tab's settings: method, model, sentence count or ratio, generation length."""
+
+    method: str = SummaryMethod.EXTRACTIVE.value
+    model: str = ""
+    sentences: float = 3
+    ratio: float = 0.0
+    max_new_tokens: float = 128
+
+
+def build_summarizer(manager: ModelManager, spec: SummarizerSpec,
+                     progress: ProgressFn | None = None) -> ExtractiveSummarizer | AbstractiveSummarizer:
+    """An extractive or abstractive summariser for ``spec`` (default models: MiniLM, SmolLM2)."""
+    from pipelines.tasks.embeddings import DEFAULT_ENCODER
+    from pipelines.tasks.lm_prompting import DEFAULT_LM
+
+    method = (spec.method or "").strip().lower()
+    if method not in SUMMARY_METHODS:
+        raise InputError("summarize.unknown_method")
+    defaults = {SummaryMethod.EXTRACTIVE.value: DEFAULT_ENCODER, SummaryMethod.ABSTRACTIVE.value: DEFAULT_LM}
+    ref = (spec.model or "").strip() or defaults[method]
+    if method == SummaryMethod.EXTRACTIVE:
+        config = ExtractiveConfig(count=int(spec.sentences or 3), ratio=float(spec.ratio) if spec.ratio else None)
+        return ExtractiveSummarizer(EmbeddingTask(manager.load(ref, "encoder", progress=progress)), config)
+    kind = manager.default_kind(manager.resolve(ref))
+    if kind not in ABSTRACTIVE_KINDS:
+        raise InputError("summarize.wrong_kind", model=ref, kind=kind)
+    tokens = max(16, min(MAX_NEW_TOKENS, int(spec.max_new_tokens or 128)))
+    return AbstractiveSummarizer(manager.load(ref, kind, progress=progress), AbstractiveConfig(tokens))

@@ -5,17 +5,24 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
 from pipelines.columns import guess_column
 from pipelines.errors import InputError
+from pipelines.labels import order_labels
+from pipelines.messages import Msg, render
 from pipelines.tables import Table
+from pipelines.training.enums import TrainTask
 from pipelines.training.settings import check_task
 
 MAX_LABELS = 100
 MAX_TEXT_CHARS = 20_000
-MIN_ROWS = {"classification": 4, "causal-lm": 2}
+MIN_ROWS = MappingProxyType({TrainTask.CLASSIFICATION: 4, TrainTask.CAUSAL_LM: 2})
+# Why rows are dropped: the keys of ``DataReport.dropped``; each has a text "training.drop.<reason>".
+DROP_REASONS = ("empty_text", "empty_label", "text_too_long", "single_label", "empty_prompt", "empty_response",
+                "pair_too_long")
 
 
 @dataclass
@@ -37,31 +44,31 @@ class DataReport:
 
     rows_total: int
     rows_kept: int
-    dropped: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)  # reason (DROP_REASONS) -> rows
     label_counts: dict[str, int] = field(default_factory=dict)
     length_chars: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Msg | str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "rows_total": self.rows_total, "rows_kept": self.rows_kept, "dropped": self.dropped,
-            "label_counts": self.label_counts, "length_chars": self.length_chars, "notes": self.notes,
+            "label_counts": self.label_counts, "length_chars": self.length_chars,
+            "notes": [str(note) for note in self.notes],
         }
 
-    def to_markdown(self) -> str:
-        lines = [f"**{self.rows_kept}** of {self.rows_total} rows will be used."]
+    def to_markdown(self, lang: str = "en") -> str:
+        """The report as Markdown in ``lang``."""
+        lines = [render("training.report.kept", lang, {"kept": self.rows_kept, "total": self.rows_total})]
         for reason, count in self.dropped.items():
-            lines.append(f"- dropped {count}: {reason}")
+            why = render(f"training.drop.{reason}", lang, {"limit": f"{MAX_TEXT_CHARS:,}"})
+            lines.append(render("training.report.dropped", lang, {"count": count, "reason": why}))
         if self.label_counts:
             counts = ", ".join(f"`{k}` {v}" for k, v in self.label_counts.items())
-            lines.append(f"\n**{len(self.label_counts)} labels:** {counts}")
+            lines.append("\n" + render("training.report.labels", lang, {"n": len(self.label_counts), "counts": counts}))
         if self.length_chars:
-            s = self.length_chars
-            lines.append(
-                f"\n**Text length (characters):** min {s['min']:.0f}, median {s['median']:.0f}, "
-                f"mean {s['mean']:.0f}, 95th percentile {s['p95']:.0f}, max {s['max']:.0f}"
-            )
-        lines.extend(f"\n_{note}_" for note in self.notes)
+            s = {k: f"{v:.0f}" for k, v in self.length_chars.items()}
+            lines.append("\n" + render("training.report.lengths", lang, s))
+        lines.extend(f"\n_{note.render(lang) if isinstance(note, Msg) else note}_" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -77,13 +84,13 @@ class PreparedData:
 
     @property
     def targets(self) -> list[int]:
-        return [e["label"] for e in self.examples] if self.task == "classification" else []
+        return [e["label"] for e in self.examples] if self.task == TrainTask.CLASSIFICATION else []
 
 
 def guess_mapping(columns: list[str], task: str) -> ColumnMapping:
     """A sensible default mapping from column names (first/second columns as a fallback)."""
-    check_task(task)
-    if task == "classification":
+    task = check_task(task)
+    if task == TrainTask.CLASSIFICATION:
         text = guess_column(columns, "text") or (columns[0] if columns else None)
         label = guess_column(columns, "label", [text])
         if label is None:
@@ -99,9 +106,9 @@ def guess_mapping(columns: list[str], task: str) -> ColumnMapping:
 
 def _require(table: Table, name: str | None, role: str) -> str:
     if not name:
-        raise InputError(f"Choose the {role} column.")
+        raise InputError("training.choose_column", role=Msg.of(f"training.role.{role}"))
     if name not in table.columns:
-        raise InputError(f"The file has no column named '{name}' (columns: {', '.join(table.columns)}).")
+        raise InputError("training.no_column", name=name, columns=", ".join(table.columns)[:300])
     return name
 
 
@@ -117,43 +124,40 @@ def _length_stats(texts: list[str]) -> dict[str, float]:
 
 def prepare(table: Table, task: str, mapping: ColumnMapping, *, max_labels: int = MAX_LABELS) -> PreparedData:
     """Clean the rows for ``task``; raise :class:`InputError` when too little (or too much) is left."""
-    check_task(task)
+    task = check_task(task)
     frame = table.frame
     dropped: Counter[str] = Counter()
     examples: list[dict] = []
     notes = list(table.notes)
-    if task == "classification":
+    if task == TrainTask.CLASSIFICATION:
         text_col, label_col = _require(table, mapping.text, "text"), _require(table, mapping.label, "label")
         if text_col == label_col:
-            raise InputError("The text and label columns must be different.")
+            raise InputError("training.same_columns")
         raw = []
         for text, label in zip(frame[text_col], frame[label_col], strict=True):
             text, label = str(text).strip(), str(label).strip()
             if not text:
-                dropped["empty text"] += 1
+                dropped["empty_text"] += 1
             elif not label:
-                dropped["empty label"] += 1
+                dropped["empty_label"] += 1
             elif len(text) > MAX_TEXT_CHARS:
-                dropped[f"text longer than {MAX_TEXT_CHARS} characters"] += 1
+                dropped["text_too_long"] += 1
             else:
                 raw.append((text, label))
         counts = Counter(label for _, label in raw)
         singles = {label for label, n in counts.items() if n < 2}
         if singles:
-            dropped["label appears only once (cannot be split for validation)"] += sum(counts[s] for s in singles)
+            dropped["single_label"] += sum(counts[s] for s in singles)
             raw = [(t, lab) for t, lab in raw if lab not in singles]
             counts = Counter(label for _, label in raw)
         if len(counts) > max_labels:
-            raise InputError(
-                f"The label column has {len(counts)} different values; the limit is {max_labels}. "
-                "Is the right column chosen?"
-            )
-        labels = sorted(counts)
+            raise InputError("training.too_many_labels", count=len(counts), limit=max_labels)
+        labels = list(order_labels(counts)[0])  # numbers by value: "2" before "10"
         index = {label: i for i, label in enumerate(labels)}
         examples = [{"text": t, "label": index[lab]} for t, lab in raw]
         texts = [t for t, _ in raw]
         if examples and len(labels) < 2:
-            raise InputError("Classification needs at least two different labels with two rows each.")
+            raise InputError("training.two_labels")
         label_counts = {label: counts[label] for label in labels}
     else:
         labels, label_counts = [], {}
@@ -162,11 +166,11 @@ def prepare(table: Table, task: str, mapping: ColumnMapping, *, max_labels: int 
             for prompt, response in zip(frame[p_col], frame[r_col], strict=True):
                 prompt, response = str(prompt).strip(), str(response).strip()
                 if not prompt:
-                    dropped["empty prompt"] += 1
+                    dropped["empty_prompt"] += 1
                 elif not response:
-                    dropped["empty response"] += 1
+                    dropped["empty_response"] += 1
                 elif len(prompt) + len(response) > MAX_TEXT_CHARS:
-                    dropped[f"prompt and response longer than {MAX_TEXT_CHARS} characters"] += 1
+                    dropped["pair_too_long"] += 1
                 else:
                     examples.append({"prompt": prompt, "response": response})
             texts = [e["prompt"] + "\n" + e["response"] for e in examples]
@@ -175,17 +179,16 @@ def prepare(table: Table, task: str, mapping: ColumnMapping, *, max_labels: int 
             for text in frame[t_col]:
                 text = str(text).strip()
                 if not text:
-                    dropped["empty text"] += 1
+                    dropped["empty_text"] += 1
                 elif len(text) > MAX_TEXT_CHARS:
-                    dropped[f"text longer than {MAX_TEXT_CHARS} characters"] += 1
+                    dropped["text_too_long"] += 1
                 else:
                     examples.append({"text": text})
             texts = [e["text"] for e in examples]
     report = DataReport(len(frame), len(examples), dict(dropped), label_counts, _length_stats(texts), notes)
     if len(examples) < MIN_ROWS[task]:
-        raise InputError(
-            f"Only {len(examples)} usable rows; at least {MIN_ROWS[task]} are needed. " + report.to_markdown()
-        )
+        raise InputError("training.too_few_rows", rows=len(examples), needed=MIN_ROWS[task],
+                         total=report.rows_total)
     return PreparedData(task, examples, labels, report)
 
 
@@ -193,7 +196,7 @@ def split(data: PreparedData, val_fraction: float, seed: int, max_val: int = 500
     """Train/validation row indices; stratified by label for classification. Both parts are non-empty."""
     n = len(data.examples)
     n_val = min(max(1, round(n * val_fraction)), n - 1, max_val)
-    if data.task == "classification":
+    if data.task == TrainTask.CLASSIFICATION:
         from sklearn.model_selection import train_test_split
 
         n_val = max(n_val, len(data.labels)) if n - n_val >= len(data.labels) else n_val

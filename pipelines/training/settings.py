@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any
 
 from pipelines.errors import InputError
+from pipelines.messages import Msg
+from pipelines.training.enums import TrainTask
 
-TASKS = ("classification", "causal-lm")
-DEFAULT_MODELS = {"classification": "minilm-l6", "causal-lm": "smollm2-135m-instruct"}
+TASKS = tuple(TrainTask)
+DEFAULT_MODELS = MappingProxyType({TrainTask.CLASSIFICATION: "minilm-l6",
+                                   TrainTask.CAUSAL_LM: "smollm2-135m-instruct"})
 PRESET_NAMES = ("quick", "balanced", "thorough")
 
 
@@ -44,7 +48,7 @@ class TrainSettings:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InputError(f"Unknown setting(s): {', '.join(unknown)}.")
+            raise InputError("training.unknown_settings", names=", ".join(unknown))
         values: dict[str, Any] = {}
         for name, value in data.items():
             if value is None:
@@ -55,25 +59,25 @@ class TrainSettings:
     def validated(self) -> TrainSettings:
         """Return self or raise :class:`InputError` naming the first out-of-range field."""
         checks = [
-            (1 <= self.lora_r <= 256, "LoRA rank must be between 1 and 256."),
-            (0 < self.lora_alpha <= 1024, "LoRA alpha must be between 1 and 1024."),
-            (0 <= self.lora_dropout < 1, "LoRA dropout must be at least 0 and below 1."),
-            (0 < self.learning_rate <= 0.1, "The learning rate must be above 0 and at most 0.1."),
-            (0 < self.epochs <= 100, "Epochs must be above 0 and at most 100."),
-            (1 <= self.batch_size <= 512, "Batch size must be between 1 and 512."),
-            (1 <= self.grad_accum <= 256, "Gradient accumulation must be between 1 and 256."),
-            (8 <= self.max_length <= 4096, "Max length must be between 8 and 4096 tokens."),
-            (0 <= self.warmup_ratio < 1, "Warm-up must be a fraction from 0 to below 1."),
-            (0 <= self.weight_decay <= 1, "Weight decay must be between 0 and 1."),
-            (0.05 <= self.val_split <= 0.5, "The validation split must be between 0.05 and 0.5."),
-            (0 <= self.seed < 2**32, "The seed must be a non-negative integer."),
-            (self.eval_every >= 0, "Evaluate-every must be 0 (automatic) or a positive number of steps."),
-            (10 <= self.max_val_rows <= 100_000, "Max validation rows must be between 10 and 100000."),
-            (1 <= self.sample_tokens <= 512, "Sample tokens must be between 1 and 512."),
+            (1 <= self.lora_r <= 256, "lora_r"),
+            (0 < self.lora_alpha <= 1024, "lora_alpha"),
+            (0 <= self.lora_dropout < 1, "lora_dropout"),
+            (0 < self.learning_rate <= 0.1, "learning_rate"),
+            (0 < self.epochs <= 100, "epochs"),
+            (1 <= self.batch_size <= 512, "batch_size"),
+            (1 <= self.grad_accum <= 256, "grad_accum"),
+            (8 <= self.max_length <= 4096, "max_length"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio"),
+            (0 <= self.weight_decay <= 1, "weight_decay"),
+            (0.05 <= self.val_split <= 0.5, "val_split"),
+            (0 <= self.seed < 2**32, "seed"),
+            (self.eval_every >= 0, "eval_every"),
+            (10 <= self.max_val_rows <= 100_000, "max_val_rows"),
+            (1 <= self.sample_tokens <= 512, "sample_tokens"),
         ]
-        for ok, message in checks:
+        for ok, name in checks:
             if not ok:
-                raise InputError(message)
+                raise InputError(Msg.of("training.setting." + name))
         return self
 
 
@@ -93,28 +97,28 @@ def _coerce(name: str, type_name: Any, value: Any) -> Any:
             return int(number)
         return float(value)
     except (TypeError, ValueError):
-        raise InputError(f"The setting '{name}' must be a number, got {value!r}.") from None
+        raise InputError("training.not_a_number", name=name, value=repr(value)[:60]) from None
 
 
-_PRESETS: dict[str, dict[str, Any]] = {
+_PRESETS = MappingProxyType({
     "quick": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 1e-3, "epochs": 1, "batch_size": 16,
               "grad_accum": 1, "max_length": 64, "warmup_ratio": 0.06, "weight_decay": 0.0},
     "balanced": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 5e-4, "epochs": 3, "batch_size": 16,
                  "grad_accum": 1, "max_length": 128, "warmup_ratio": 0.1, "weight_decay": 0.01},
     "thorough": {"lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-4, "epochs": 5, "batch_size": 16,
                  "grad_accum": 2, "max_length": 256, "warmup_ratio": 0.1, "weight_decay": 0.01},
-}
+})
 # Decoders see prompt and response together, so they get twice the tokens; a freshly initialised
 # classification head learns faster with a higher learning rate than a language-model adapter.
-_LM_LENGTH = {"quick": 128, "balanced": 256, "thorough": 512}
-_CLS_LR = {"quick": 2e-3, "balanced": 1e-3, "thorough": 5e-4}
+_LM_LENGTH = MappingProxyType({"quick": 128, "balanced": 256, "thorough": 512})
+_CLS_LR = MappingProxyType({"quick": 2e-3, "balanced": 1e-3, "thorough": 5e-4})
 
 
 def preset(name: str, task: str = "classification") -> TrainSettings:
     """The named preset (quick, balanced, thorough) for ``task``."""
     key = (name or "").strip().lower()
     if key not in _PRESETS:
-        raise InputError(f"Unknown preset '{name}'; choose one of {', '.join(PRESET_NAMES)}.")
+        raise InputError("training.unknown_preset", name=str(name)[:40], choices=", ".join(PRESET_NAMES))
     values = dict(_PRESETS[key])
     if task == "causal-lm":
         values["max_length"] = _LM_LENGTH[key]
@@ -123,7 +127,9 @@ def preset(name: str, task: str = "classification") -> TrainSettings:
     return TrainSettings(**values)
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise InputError(f"Unknown task '{task}'; choose classification or causal-lm.")
-    return task
+def check_task(task: str) -> TrainTask:
+    """``task`` as a :class:`TrainTask`, or :class:`InputError`."""
+    try:
+        return TrainTask(task)
+    except ValueError:
+        raise InputError("training.unknown_task", task=str(task)[:40]) from None

@@ -10,10 +10,10 @@ from pipelines.errors import InputError
 from pipelines.training.data import ColumnMapping
 from pipelines.training.settings import DEFAULT_MODELS, TrainSettings, check_task, preset
 
-EXAMPLE = {
-    "task": "classification", "base_model": "minilm-l6", "name": "my run",
-    "columns": {"text": "text", "label": "label"}, "preset": "quick", "settings": {"epochs": 2},
-}
+EXAMPLE = (
+    '{"task": "classification", "base_model": "minilm-l6", "name": "my run", '
+    '"columns": {"text": "text", "label": "label"}, "preset": "quick", "settings": {"epochs": 2}}'
+)
 
 
 @dataclass
@@ -39,20 +39,20 @@ class JobSpec:
             try:
                 data = json.loads(text or "{}")
             except ValueError:
-                raise InputError("The settings are not valid JSON, e.g. " + json.dumps(EXAMPLE)) from None
+                raise InputError("training.spec_not_json", example=EXAMPLE) from None
         if not isinstance(data, dict):
-            raise InputError("The settings must be a JSON object, e.g. " + json.dumps(EXAMPLE))
+            raise InputError("training.spec_not_object", example=EXAMPLE)
         unknown = sorted(set(data) - {"task", "base_model", "name", "columns", "preset", "settings"})
         if unknown:
-            raise InputError(f"Unknown field(s) in the request: {', '.join(unknown)}.")
+            raise InputError("training.spec_unknown_fields", names=", ".join(unknown)[:200])
         task = check_task(str(data.get("task") or "classification"))
         columns = data.get("columns") or {}
         if not isinstance(columns, dict) or set(columns) - {"text", "label", "prompt", "response"}:
-            raise InputError("'columns' must map text/label (classification) or prompt/response or text (LM).")
+            raise InputError("training.spec_bad_columns")
         mapping = ColumnMapping(**{k: (str(v) if v else None) for k, v in columns.items()})
         overrides = data.get("settings") or {}
         if not isinstance(overrides, dict):
-            raise InputError("'settings' must be a JSON object of setting names and values.")
+            raise InputError("training.spec_bad_settings")
         settings = TrainSettings.from_dict(overrides, base=preset(str(data.get("preset") or "quick"), task))
         base_model = str(data.get("base_model") or DEFAULT_MODELS[task]).strip()
         return cls(task, base_model, str(data.get("name") or "")[:80], mapping, settings)

@@ -1,144 +1,241 @@
-"""Run folders on disk: write into ``runs_dir/.<id>.tmp`` and rename when done; zip, merge, delete."""
+"""The run store: run folders on disk (``run.json``, ``adapter/``, ``tokenizer/``, ``log.jsonl``), listed, found,
+zipped, merged into a full model and deleted. Runs being written live in ``.<id>.tmp`` (see ``writer.py``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
-import secrets
 import shutil
 import tempfile
-import threading
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import InputError
-from pipelines.runs import RUN_ID, RunInfo, RunStore, tmp_folder
+from pipelines.errors import InputError, ModelLoadError
+from pipelines.messages import Msg
+from pipelines.training.enums import TASK_KINDS, USABLE, RunStatus, TrainTask
+
+TMP_SUFFIX = ".tmp"
+INTERRUPTED_KEY = "training.interrupted"
+INTERRUPTED = str(Msg(INTERRUPTED_KEY))  # the English text kept in run.json's "error"
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def new_run_id(name: str = "") -> str:
-    """``<yyyymmdd-hhmmss>-<slug>-<random>``: sortable, unique, valid as a folder name and a ``run:`` id."""
-    slug = re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")[:30] or "run"
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{slug}-{secrets.token_hex(2)}"
+@dataclass
+class RunInfo:
+    """Metadata of one fine-tuning run."""
+
+    id: str
+    path: Path
+    task: str  # a TrainTask value
+    base_model: str
+    status: RunStatus = RunStatus.COMPLETE
+    labels: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    created: str = ""
+    name: str = ""
+    settings: dict = field(default_factory=dict)
+    error: str = ""  # English, for logs and the API
+    error_key: str = ""  # the locale key of ``error`` (runs written before keys have none)
+    error_params: dict = field(default_factory=dict)
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def kind(self) -> str:
+        return dict(TASK_KINDS).get(self.task, "causal-lm")
+
+    @property
+    def reference(self) -> str:
+        return f"run:{self.id}"
+
+    @property
+    def label(self) -> str:
+        return str(self.label_msg)
+
+    @property
+    def label_msg(self) -> Msg:
+        """``<name> (adapter on <base>)`` as a translatable message, for model pickers."""
+        return Msg.of("training.run_label", name=self.name or self.id, base=self.base_model)
+
+    @property
+    def error_msg(self) -> Msg | None:
+        """The error as a translatable message (None when there is none)."""
+        if self.error_key:
+            return Msg(self.error_key, dict(self.error_params))
+        if self.error == INTERRUPTED:  # marked by an older version, before errors had keys
+            return Msg(INTERRUPTED_KEY)
+        return Msg.of("training.error_text", text=self.error) if self.error else None
 
 
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+def tmp_folder(root: Path, run_id: str) -> Path:
+    """Where a run is written until it is complete (dot folders are never listed)."""
+    return Path(root) / f".{run_id}{TMP_SUFFIX}"
 
 
-class RunWriter:
-    """Writes one run: ``run.json``, ``log.jsonl``, ``adapter/``, ``tokenizer/``; renamed into place at the end."""
+def check_run_id(run_id: str | None) -> str:
+    """``run_id``, or :class:`InputError` ("pick a run first") when empty, ModelLoadError when malformed."""
+    if not (run_id or "").strip() or run_id == "None":
+        raise InputError("training.pick_run")
+    if not RUN_ID.match(run_id):
+        raise ModelLoadError("training.bad_run_id", run=run_id[:100])
+    return run_id
 
-    def __init__(self, root: Path, run_id: str, meta: dict[str, Any]) -> None:
-        if not RUN_ID.match(run_id):
-            raise InputError(f"'{run_id}' is not a valid run id.")
+
+def read_info(folder: Path) -> RunInfo | None:
+    """The run in ``folder``, or None when it has no readable ``run.json``."""
+    try:
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return RunInfo(
+        id=folder.name, path=folder, task=str(meta.get("task", TrainTask.CAUSAL_LM)),
+        base_model=meta.get("base_model", ""), status=RunStatus.parse(meta.get("status", "complete")),
+        labels=list(meta.get("labels", [])), metrics=dict(meta.get("metrics", {})),
+        created=meta.get("created", ""), name=meta.get("name", ""), settings=dict(meta.get("settings", {})),
+        error=str(meta.get("error", "") or ""), error_key=str(meta.get("error_key", "") or ""),
+        error_params=dict(meta.get("error_params", {}) or {}),
+    )
+
+
+class RunStore:
+    """Runs in a folder: list, find, get (usable only), zip, merge, delete."""
+
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.run_id = run_id
-        self.final = self.root / run_id
-        self.tmp = tmp_folder(self.root, run_id)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir()
-        self.folder = self.tmp  # where files go now: the temporary folder, then the final one
-        self.meta = {
-            "id": run_id, "status": "running", "created": now_iso(), "metrics": {}, "labels": [],
-            "pid": os.getpid(), **meta,
-        }
-        self._lock = threading.Lock()
-        self._write_meta()
 
-    def _write_meta(self) -> None:
-        target = self.folder / "run.json"
-        part = self.folder / "run.json.part"
-        part.write_text(json.dumps(self.meta, indent=2, ensure_ascii=False), encoding="utf-8")
-        part.replace(target)
+    def path_for(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
 
-    def log(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to ``log.jsonl``."""
-        with self._lock, open(self.folder / "log.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    def list(self, status: str | tuple[str, ...] | None = USABLE) -> list[RunInfo]:
+        """Runs, newest first, with ``status`` (one or several; None: all); dot folders are in-progress writes."""
+        if not self.root.is_dir():
+            return []
+        runs = [info for folder in self.root.iterdir()
+                if folder.is_dir() and not folder.name.startswith(".") if (info := read_info(folder)) is not None]
+        if status:
+            wanted = (status,) if isinstance(status, str) else status
+            runs = [r for r in runs if r.status in wanted]
+        return sorted(runs, key=lambda r: (r.created, r.id), reverse=True)
 
-    def update(self, **fields: Any) -> None:
-        self.meta.update(fields)
-        self._write_meta()
+    def find(self, run_id: str) -> RunInfo:
+        """A run of any status (complete, failed, stopped); dot folders (in-progress writes) are never found."""
+        info = None if (run_id or "").startswith(".") else read_info(self.path_for(run_id))
+        if info is None:
+            raise ModelLoadError("training.no_run", run=run_id)
+        return info
 
-    def finish(self, status: str, model: Any = None, tokenizer: Any = None, **fields: Any) -> Path:
-        """Save adapter and tokenizer (if given), write the final ``run.json`` and rename into place."""
-        if self.folder == self.final:
-            raise RuntimeError(f"Run {self.run_id} is already finished.")
-        if model is not None:
-            model.save_pretrained(str(self.tmp / "adapter"), safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(self.tmp / "tokenizer"))
-        self.meta.update(fields, status=status, finished=now_iso())
-        self._write_meta()
-        with self._lock:
-            self.tmp.rename(self.final)
-            self.folder = self.final
-        return self.final
+    def get(self, run_id: str) -> RunInfo:
+        """A complete (or stopped, with its last saved adapter) run whose adapter can be loaded."""
+        info = self.find(run_id)
+        if info.status not in USABLE:
+            raise ModelLoadError("training.run_unusable", run=run_id, status=Msg.of(f"training.status.{info.status}"))
+        if not info.adapter_dir.is_dir():
+            raise ModelLoadError("training.no_adapter", run=run_id)
+        return info
 
-    def abandon(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def zip(self, run_id: str) -> Path:
+        """A zip of the whole run folder, written to a fresh temporary folder."""
+        run = self.find(run_id)
+        out = Path(tempfile.mkdtemp(prefix="lmw-run-")) / f"{run.id}.zip"
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(run.path.rglob("*")):
+                if file.is_file():
+                    zf.write(file, Path(run.id) / file.relative_to(run.path))
+        return out
 
+    def delete(self, run_id: str) -> RunInfo:
+        run = self.find(run_id)
+        shutil.rmtree(run.path)
+        return run
 
-def read_log(run: RunInfo, limit: int = 10_000) -> list[dict]:
-    path = run.path / "log.jsonl"
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines()[:limit]:
+    def merge(self, run_id: str, models_dir: Path, base_location: str, allow_pickle: bool = False) -> Path:
+        """Merge the LoRA weights into the base model and save a full safetensors folder under ``models_dir``."""
+        import transformers
+        from peft import PeftModel
+
+        run = self.get(run_id)
+        target = Path(models_dir) / f"{run.id}-merged"
+        if target.exists():
+            raise InputError("training.merged_exists", path=str(target))
+        kwargs: dict[str, Any] = {"use_safetensors": None if allow_pickle else True}
+        if run.task == TrainTask.CLASSIFICATION:
+            auto = transformers.AutoModelForSequenceClassification
+            kwargs.update(num_labels=len(run.labels), id2label=dict(enumerate(run.labels)),
+                          label2id={label: i for i, label in enumerate(run.labels)}, ignore_mismatched_sizes=True)
+        else:
+            auto = transformers.AutoModelForCausalLM
+        base = auto.from_pretrained(base_location, **kwargs)
+        merged = PeftModel.from_pretrained(base, str(run.adapter_dir)).merge_and_unload()
+        tok_dir = run.path / "tokenizer" if (run.path / "tokenizer").is_dir() else base_location
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(tok_dir))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
+            merged.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
+            tmp.rename(target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
 
 
 def zip_run(store: RunStore, run_id: str) -> Path:
-    """A zip of the whole run folder, written to a fresh temporary folder."""
-    run = store.find(run_id)
-    out = Path(tempfile.mkdtemp(prefix="lmw-run-")) / f"{run.id}.zip"
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for file in sorted(run.path.rglob("*")):
-            if file.is_file():
-                zf.write(file, Path(run.id) / file.relative_to(run.path))
-    return out
+    return store.zip(run_id)
 
 
-def delete_run(store: RunStore, run_id: str) -> None:
-    run = store.find(run_id)
-    shutil.rmtree(run.path)
+def delete_run(store: RunStore, run_id: str) -> RunInfo:
+    return store.delete(run_id)
 
 
 def merge_run(store: RunStore, run_id: str, models_dir: Path, base_location: str, allow_pickle: bool = False) -> Path:
-    """Merge the LoRA weights into the base model and save a full safetensors folder under ``models_dir``."""
-    import transformers
-    from peft import PeftModel
+    return store.merge(run_id, models_dir, base_location, allow_pickle)
 
-    run = store.get(run_id)
-    target = Path(models_dir) / f"{run.id}-merged"
-    if target.exists():
-        raise InputError(f"A merged model already exists at {target}; delete it first to merge again.")
-    kwargs: dict[str, Any] = {"use_safetensors": None if allow_pickle else True}
-    if run.task == "classification":
-        auto = transformers.AutoModelForSequenceClassification
-        kwargs.update(num_labels=len(run.labels), id2label=dict(enumerate(run.labels)),
-                      label2id={label: i for i, label in enumerate(run.labels)}, ignore_mismatched_sizes=True)
-    else:
-        auto = transformers.AutoModelForCausalLM
-    base = auto.from_pretrained(base_location, **kwargs)
-    merged = PeftModel.from_pretrained(base, str(run.adapter_dir)).merge_and_unload()
-    tok_dir = run.path / "tokenizer" if (run.path / "tokenizer").is_dir() else base_location
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tok_dir))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
-        merged.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted(root: Path) -> list[str]:
+    """Mark runs left half-written by a killed app (``.<id>.tmp`` folders) as failed; returns their ids.
+
+    A folder whose writing process is still alive is left alone. The partial adapter is removed; ``run.json``
+    and ``log.jsonl`` stay so the user can see what happened. Complete runs are never touched.
+    """
+    root = Path(root)
+    recovered: list[str] = []
+    if not root.is_dir():
+        return recovered
+    for tmp in root.glob(f".*{TMP_SUFFIX}"):
+        run_id = tmp.name[1 : -len(TMP_SUFFIX)]
+        meta_file = tmp / "run.json"
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {"id": run_id}
+        # Called at start-up, before this process trains: a live writer is another process still training.
+        pid = meta.get("pid")
+        if (pid != os.getpid() and _pid_alive(pid)) or not RUN_ID.match(run_id):
+            continue
+        final = root / run_id
+        if final.exists():
+            continue
+        shutil.rmtree(tmp / "adapter", ignore_errors=True)
+        meta.update(status=RunStatus.FAILED, error=INTERRUPTED, error_key=INTERRUPTED_KEY, error_params={})
+        meta_file.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.rename(final)
+        recovered.append(run_id)
+    return recovered

@@ -18,9 +18,12 @@ from typing import Any
 import torch
 
 from pipelines.errors import InputError
+from pipelines.messages import Msg
+from pipelines.models.kinds import Precision
 from pipelines.tasks.metrics import classification_metrics
 from pipelines.training import results
 from pipelines.training.data import PreparedData, split
+from pipelines.training.enums import TrainTask
 from pipelines.training.settings import TrainSettings
 from pipelines.training.tokenize import (
     collate,
@@ -33,7 +36,7 @@ from pipelines.training.tokenize import (
 # Preferred LoRA targets, first match wins: Llama/Mistral/Qwen, BERT, GPT-2, DistilBERT, GPT-NeoX, MPT.
 TARGET_CANDIDATES = (("q_proj", "v_proj"), ("query", "value"), ("c_attn",), ("q_lin", "v_lin"),
                      ("query_key_value",), ("Wqkv",))
-HEAD_NAMES = {"classifier", "score", "lm_head", "pooler", "dense"}
+HEAD_NAMES = frozenset({"classifier", "score", "lm_head", "pooler", "dense"})
 EventFn = Callable[["TrainEvent"], None]
 
 
@@ -49,7 +52,7 @@ class TrainEvent:
     samples_per_s: float = 0.0
     tokens_per_s: float = 0.0
     eta_s: float | None = None
-    message: str = ""
+    message: Msg | None = None
     metrics: dict = field(default_factory=dict)
 
 
@@ -64,7 +67,7 @@ def pick_target_modules(model: torch.nn.Module) -> list[str]:
             return list(candidate)
     fallback = sorted(names - HEAD_NAMES)
     if not fallback:
-        raise InputError("This model has no linear layers that LoRA could adapt.")
+        raise InputError("training.no_linear_layers")
     return fallback
 
 
@@ -89,17 +92,19 @@ class LoraTrainer:
         self.allow_pickle = allow_pickle
         self.model: Any = None
         self.tokenizer: Any = None
-        self.precision = "float32"
+        self.precision = Precision.FLOAT32
         self.train_rows: list[dict] = []
         self.val_rows: list[dict] = []
         self.last_eval: dict = {}
         self.history: dict[str, list] = {"train": [], "val": []}
         self.generations: list[dict] = []
         self.stopped = False
+        self.val_examples: list[dict] = []
 
     # ---- setup -----------------------------------------------------------
-    def log(self, message: str) -> None:
-        self.on_event(TrainEvent("log", message=message))
+    def log(self, key: str, **params: Any) -> None:
+        """Report one log line (a message key and its parameters)."""
+        self.on_event(TrainEvent("log", message=Msg(key, params)))
 
     def setup(self) -> None:
         """Load tokenizer and model, add LoRA, split and tokenize the data."""
@@ -112,7 +117,7 @@ class LoraTrainer:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         kwargs: dict[str, Any] = {"use_safetensors": None if self.allow_pickle else True, "dtype": torch.float32}
-        if self.task == "classification":
+        if self.task == TrainTask.CLASSIFICATION:
             labels = self.data.labels
             kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
                           label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
@@ -131,26 +136,33 @@ class LoraTrainer:
         try:
             self.model = get_peft_model(model, lora).to(self.device)
         except ValueError as exc:
-            raise InputError(f"LoRA could not be applied: {str(exc).splitlines()[0][:300]}") from None
+            raise InputError("training.lora_failed", detail=(str(exc).splitlines() or [""])[0][:300]) from None
         trainable, total = self.model.get_nb_trainable_parameters()
-        self.log(f"LoRA on {', '.join(targets)}: {trainable:,} trainable of {total:,} parameters "
-                 f"({100 * trainable / max(total, 1):.2f}%).")
+        self.log("training.log.lora", targets=", ".join(targets), trainable=f"{trainable:,}", total=f"{total:,}",
+                 percent=f"{100 * trainable / max(total, 1):.2f}")
         if self.device == "cuda":
-            self.precision = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+            self.precision = Precision.BFLOAT16 if torch.cuda.is_bf16_supported() else Precision.FLOAT16
         train_idx, val_idx = split(self.data, s.val_split, s.seed, s.max_val_rows)
-        encode = encode_classification if self.task == "classification" else encode_lm
+        encode = encode_classification if self.task == TrainTask.CLASSIFICATION else encode_lm
         self.train_rows, cut_train = encode(self.tokenizer, [self.data.examples[i] for i in train_idx], s.max_length)
         self.val_rows, cut_val = encode(self.tokenizer, [self.data.examples[i] for i in val_idx], s.max_length)
         self.val_examples = [self.data.examples[i] for i in val_idx]
-        self.log(f"{len(self.train_rows)} training rows, {len(self.val_rows)} validation rows"
-                 + (" (stratified by label)." if self.task == "classification" else "."))
+        self.log("training.log.rows_stratified" if self.task == TrainTask.CLASSIFICATION else "training.log.rows",
+                 train=len(self.train_rows), val=len(self.val_rows))
         if cut_train + cut_val:
-            self.log(f"{cut_train + cut_val} rows were longer than {s.max_length} tokens and were truncated.")
+            self.log("training.log.truncated", rows=cut_train + cut_val, max_length=s.max_length)
+
+    def release(self) -> None:
+        """Drop the model, tokenizer and encoded rows so their memory can be freed (the trainer is done)."""
+        self.model = None
+        self.tokenizer = None
+        self.train_rows, self.val_rows, self.val_examples = [], [], []
 
     # ---- evaluation ----------------------------------------------------------
     def _autocast(self) -> Any:
         if self.device == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bfloat16" else torch.float16)
+            dtype = torch.bfloat16 if self.precision == Precision.BFLOAT16 else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
         return nullcontext()
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> Any:
@@ -169,7 +181,7 @@ class LoraTrainer:
             rows = by_length[start:start + bs]
             batch = collate(self.tokenizer, rows, self.task)
             out = self._forward(batch)
-            if self.task == "classification":
+            if self.task == TrainTask.CLASSIFICATION:
                 n = len(rows)
                 preds.extend(out.logits.argmax(-1).tolist())
                 golds.extend(batch["labels"].tolist())
@@ -180,7 +192,7 @@ class LoraTrainer:
         self.model.train()
         val_loss = total_loss / max(weight, 1)
         metrics: dict[str, Any] = {"val_loss": val_loss, "step": step, "epoch": round(epoch, 3)}
-        if self.task == "classification":
+        if self.task == TrainTask.CLASSIFICATION:
             names = self.data.labels
             metrics.update(classification_metrics([names[i] for i in golds], [names[i] for i in preds], names))
         else:
@@ -222,10 +234,10 @@ class LoraTrainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(s.warmup_ratio * total), total)
-        scaler = torch.amp.GradScaler("cuda") if self.precision == "float16" else None
+        scaler = torch.amp.GradScaler("cuda") if self.precision == Precision.FLOAT16 else None
         generator = torch.Generator().manual_seed(s.seed)
         lengths = [len(r["input_ids"]) for r in self.train_rows]
-        sample_prompts = self.val_examples[:3] if self.task == "causal-lm" else []
+        sample_prompts = self.val_examples[:3] if self.task == TrainTask.CAUSAL_LM else []
         before = self.generate(sample_prompts) if sample_prompts else []
         self.on_event(TrainEvent("eval", 0, total, 0.0, metrics=self.evaluate(0, 0.0)))
         self.model.train()
@@ -275,7 +287,7 @@ class LoraTrainer:
                     break
         self.stopped = self.stop_event.is_set() and step < total
         if self.stopped:
-            self.log(f"Stopped at step {step} of {total}; keeping the evaluation from step {self.last_eval['step']}.")
+            self.log("training.log.stopped_at", step=step, total=total, eval_step=self.last_eval["step"])
         if sample_prompts:
             after = self.generate(sample_prompts)
             self.generations = [

@@ -1,4 +1,4 @@
-"""Plain-data views of a training job and of runs (HTML strings, figures, table rows) for the UI layer."""
+"""Plain-data views of a training job and of runs (HTML strings, figures, table rows) in a given language."""
 
 from __future__ import annotations
 
@@ -6,13 +6,29 @@ import html
 from typing import Any
 
 from pipelines.charts import confusion_figure
-from pipelines.runs import RunInfo
+from pipelines.messages import render
 from pipelines.training import charts, results
+from pipelines.training.enums import RunStatus, task_key
 from pipelines.training.job import JobState
+from pipelines.training.store import RunInfo
 
-RUN_COLUMNS = ["run id", "name", "task", "base model", "status", "created", "metrics"]
-CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
-GEN_COLUMNS = ["prompt", "before", "after"]
+RUN_COLUMNS = ("id", "name", "task", "base_model", "status", "created", "metrics")
+CLASS_COLUMNS = ("label", "precision", "recall", "f1", "support")
+GEN_COLUMNS = ("prompt", "before", "after")
+STATUS_COLORS = (("failed", "#dc2626"), ("stopped", "#d97706"), ("complete", "#16a34a"))
+
+
+def headers(columns: tuple[str, ...], lang: str = "en") -> list[str]:
+    """Translated table headers (``training.col.<name>``)."""
+    return [render(f"training.col.{name}", lang) for name in columns]
+
+
+def status_text(status: str, lang: str = "en") -> str:
+    return render(f"training.status.{status}", lang)
+
+
+def task_text(task: str, lang: str = "en") -> str:
+    return render(task_key(task), lang)
 
 
 def clock(seconds: float | None) -> str:
@@ -23,64 +39,81 @@ def clock(seconds: float | None) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def progress_html(st: JobState | None) -> str:
+def progress_html(st: JobState | None, lang: str = "en") -> str:
     """A progress bar with step, epoch, throughput, ETA, device and status."""
     if st is None:
-        return "<div id='ft-progress-text'>No training yet.</div>"
+        return f"<div id='ft-progress-text'>{html.escape(render('training.no_training', lang))}</div>"
     fraction = st.step / st.total_steps if st.total_steps else 0.0
-    speed = f"{st.samples_per_s:.1f} samples/s"
+    speed = render("training.progress.samples", lang, {"rate": f"{st.samples_per_s:.1f}"})
     if st.task == "causal-lm":
-        speed += f" · {st.tokens_per_s:.0f} tokens/s"
-    eta = "done" if st.finished else f"ETA {clock(st.eta_s)}"
-    parts = [f"{st.status}", f"step {st.step}/{st.total_steps or '?'}", f"epoch {st.epoch:.2f}", speed, eta,
+        speed += " · " + render("training.progress.tokens", lang, {"rate": f"{st.tokens_per_s:.0f}"})
+    eta = render("training.progress.done", lang) if st.finished else \
+        render("training.progress.eta", lang, {"eta": clock(st.eta_s)})
+    parts = [status_text(st.status, lang),
+             render("training.progress.step", lang, {"step": st.step, "total": st.total_steps or "?"}),
+             render("training.progress.epoch", lang, {"epoch": f"{st.epoch:.2f}"}), speed, eta,
              f"{st.device.upper()} {st.precision}"]
-    color = {"failed": "#dc2626", "stopped": "#d97706", "complete": "#16a34a"}.get(st.status, "#2563eb")
-    error = f"<div style='color:#dc2626;margin-top:4px'>{html.escape(st.error)}</div>" if st.error else ""
+    color = dict(STATUS_COLORS).get(st.status, "#2563eb")
+    error = st.error_msg.render(lang) if st.error_msg else st.error
+    error_div = f"<div style='color:#dc2626;margin-top:4px'>{html.escape(error)}</div>" if error else ""
     return (
         "<div style='width:100%'>"
         "<div style='height:14px;background:#e5e7eb;border-radius:7px;overflow:hidden'>"
         f"<div style='height:100%;width:{100 * fraction:.1f}%;background:{color};transition:width .4s'></div></div>"
-        f"<div id='ft-progress-text' data-status='{html.escape(st.status)}' style='margin-top:4px'>"
-        f"{html.escape(' · '.join(parts))}</div>{error}</div>"
+        f"<div id='ft-progress-text' data-status='{html.escape(str(st.status))}' style='margin-top:4px'>"
+        f"{html.escape(' · '.join(parts))}</div>{error_div}</div>"
     )
 
 
-def loss_figure(st: JobState | None) -> Any:
+def loss_figure(st: JobState | None, lang: str = "en") -> Any:
     if st is None:
-        return charts.loss_figure([], [])
-    return charts.loss_figure(st.train_curve, st.val_curve, st.total_steps)
+        return charts.loss_figure([], [], lang=lang)
+    return charts.loss_figure(st.train_curve, st.val_curve, st.total_steps, lang=lang)
 
 
-def results_view(task: str, metrics: dict, final: bool) -> tuple[str, Any, list[list], list[str]]:
+def _advice(metrics: dict, final: bool, lang: str) -> str:
+    if not (final and metrics.get("under_trained")):
+        return ""
+    values = {"loss": f"{metrics['val_loss']:.3f}", "chance": f"{metrics.get('chance_loss', 0):.3f}"}
+    return "\n\n> ⚠️ " + render("training.results.under_trained", lang, values)
+
+
+def results_view(task: str, metrics: dict, final: bool, lang: str = "en") -> tuple[str, Any, list[list], list[str]]:
     """(markdown, confusion figure or None, table rows, table headers) for the latest evaluation."""
     if not metrics:
-        return "", None, [], CLASS_COLUMNS
-    head = "Final results" if final else "Latest evaluation"
-    where = f"step {metrics.get('step', 0)}, epoch {metrics.get('epoch', 0)}"
+        return "", None, [], headers(CLASS_COLUMNS, lang)
+    head = render("training.results.final" if final else "training.results.latest", lang,
+                  {"step": metrics.get("step", 0), "epoch": metrics.get("epoch", 0)})
     if task == "classification" and "accuracy" in metrics:
-        md = (f"### {head} ({where})\n\n**Accuracy** {metrics['accuracy']:.3f} · **macro-F1** "
-              f"{metrics['macro_f1']:.3f} · validation loss {metrics['val_loss']:.4f} "
-              f"· {metrics.get('count', metrics.get('n_val', 0))} validation rows")
+        body = render("training.results.cls", lang, {
+            "accuracy": f"{metrics['accuracy']:.3f}", "f1": f"{metrics['macro_f1']:.3f}",
+            "loss": f"{metrics['val_loss']:.4f}", "rows": metrics.get("count", metrics.get("n_val", 0))})
         rows = [[c["label"], round(c["precision"], 3), round(c["recall"], 3), round(c["f1"], 3), c["support"]]
                 for c in metrics.get("per_class", [])]
         fig = confusion_figure(metrics["labels"], metrics.get("matrix") or metrics["confusion"])
-        return md, fig, rows, CLASS_COLUMNS
-    md = (f"### {head} ({where})\n\n**Validation loss** {metrics['val_loss']:.4f} · "
-          f"**perplexity** {metrics.get('perplexity', results.perplexity(metrics['val_loss'])):.2f}")
+        return f"### {head}\n\n{body}{_advice(metrics, final, lang)}", fig, rows, headers(CLASS_COLUMNS, lang)
+    ppl = metrics.get("perplexity", results.perplexity(metrics["val_loss"]))
+    md = f"### {head}\n\n" + render("training.results.lm", lang, {"loss": f"{metrics['val_loss']:.4f}",
+                                                                 "ppl": f"{ppl:.2f}"})
     rows = [[g["prompt"], g["before"], g["after"]] for g in metrics.get("generations", [])]
     if rows:
-        md += "\n\nBefore/after generations for three held-out prompts:"
-    return md, None, rows, GEN_COLUMNS
+        md += "\n\n" + render("training.results.generations", lang)
+    return md, None, rows, headers(GEN_COLUMNS, lang)
 
 
-def run_rows(runs: list[RunInfo]) -> list[list[str]]:
-    return [[r.id, r.name, r.task, r.base_model, r.status, r.created.replace("T", " ")[:19],
-             results.summary(r.task, r.metrics) or r.error[:80]] for r in runs]
+def run_rows(runs: list[RunInfo], lang: str = "en") -> list[list[str]]:
+    """The runs table: one row per run, in ``lang``."""
+    rows = []
+    for r in runs:
+        error = r.error_msg.render(lang) if r.error_msg and r.status == RunStatus.FAILED else ""
+        rows.append([r.id, r.name, task_text(r.task, lang), r.base_model, status_text(r.status, lang),
+                     r.created.replace("T", " ")[:19], results.summary(r.task, r.metrics, lang) or error[:80]])
+    return rows
 
 
 def run_record(run: RunInfo) -> dict:
     """A run as JSON for the ``runs`` API endpoint."""
     keep = {k: v for k, v in run.metrics.items() if k not in ("matrix", "confusion", "generations")}
-    return {"id": run.id, "reference": run.reference, "name": run.name, "task": run.task,
-            "base_model": run.base_model, "status": run.status, "created": run.created, "labels": run.labels,
+    return {"id": run.id, "reference": run.reference, "name": run.name, "task": str(run.task),
+            "base_model": run.base_model, "status": str(run.status), "created": run.created, "labels": run.labels,
             "metrics": keep, "error": run.error}

@@ -1,0 +1,122 @@
+"""OpenAI-compatible HTTP endpoints on the app's own server: ``/v1/models``, ``/v1/chat/completions``,
+``/v1/completions`` (streaming as SSE ``data: ...`` chunks ending with ``data: [DONE]``).
+
+``app.py`` adds them after launch: ``demo.app.include_router(openai_routes(ctx))``. Errors are OpenAI-style
+objects ``{"error": {"message", "type", "param", "code"}}`` with the HTTP status: 400 bad request, 401 bad key,
+404 unknown model, 429 queue full, 500 failure. A bearer key is required when ``LMW_API_KEY`` is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from pipelines.context import AppContext
+from pipelines.engines.config import EnginesConfig
+from pipelines.engines.openai_server import OpenAIService
+from pipelines.engines.openai_wire import error_body
+from pipelines.errors import BusyError, InputError, ModelLoadError, WorkbenchError
+from pipelines.generation.settings import Mode
+from pipelines.messages import Msg
+
+log = logging.getLogger(__name__)
+STATUS_OF_KEY = MappingProxyType({"engines.error.unknown_model": (404, "invalid_request_error", "model_not_found")})
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """An OpenAI-style error for ``exc`` (keyed errors give their English sentence and key)."""
+    if isinstance(exc, WorkbenchError):
+        status, kind, code = STATUS_OF_KEY.get(exc.key, _status(exc))
+        return JSONResponse(error_body(exc.render("en"), kind, code or exc.key), status_code=status)
+    message = Msg.of("engines.error.internal", kind=type(exc).__name__).render("en")
+    return JSONResponse(error_body(message, "server_error", "internal_error"), status_code=500)
+
+
+def _status(exc: WorkbenchError) -> tuple[int, str, str | None]:
+    if isinstance(exc, InputError):
+        return 400, "invalid_request_error", None
+    if isinstance(exc, BusyError):
+        return 429, "rate_limit_error", "queue_full"
+    if isinstance(exc, ModelLoadError):
+        return 500, "server_error", None
+    return 500, "server_error", None
+
+
+def _sse(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """SSE lines; an error after the first byte is sent as a final ``data: {"error": ...}`` event."""
+    try:
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+    except Exception as exc:  # noqa: BLE001 - the status line is sent already: report in the stream
+        if not isinstance(exc, WorkbenchError):
+            log.exception("an OpenAI-compatible stream failed")
+        yield f"data: {error_response(exc).body.decode()}\n\n"
+        return
+    yield "data: [DONE]\n\n"
+
+
+def openai_routes(ctx: AppContext, config: EnginesConfig | None = None) -> APIRouter:
+    """The ``/v1`` router over one :class:`OpenAIService` for ``ctx``."""
+    api = OpenAIService(ctx, config)
+    router = APIRouter(prefix="/v1")
+
+    def authorised(request: Request) -> JSONResponse | None:
+        key = api.config.api_key
+        if not key and ctx.config.password:  # the app has a login: its API must not be open
+            message = Msg.of("engines.error.key_required").render("en")
+            return JSONResponse(error_body(message, "invalid_request_error", "invalid_api_key"), status_code=401)
+        if not key:
+            return None
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if hmac.compare_digest(given.encode(), key.encode()):
+            return None
+        message = Msg.of("engines.error.bad_key").render("en")
+        return JSONResponse(error_body(message, "invalid_request_error", "invalid_api_key"), status_code=401)
+
+    @router.get("/models")
+    def models(request: Request) -> Any:
+        return authorised(request) or api.models()
+
+    @router.get("/models/{model_id:path}")
+    def model(model_id: str, request: Request) -> Any:
+        denied = authorised(request)
+        if denied:
+            return denied
+        found = [m for m in api.models()["data"] if m["id"] == model_id]
+        return found[0] if found else error_response(ModelLoadError("engines.error.unknown_model", model=model_id))
+
+    async def generate(request: Request, mode: str) -> Any:
+        denied = authorised(request)
+        if denied:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            return error_response(InputError("engines.error.bad_json"))
+        try:
+            parsed = api.parse(body, mode)
+            if not parsed.stream:
+                return await run_in_threadpool(api.complete, parsed)
+            _, chunks = await run_in_threadpool(api.first_and_rest, parsed)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-style error
+            return error_response(exc)
+        return StreamingResponse(_sse(chunks), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @router.post("/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        return await generate(request, Mode.CHAT)
+
+    @router.post("/completions")
+    async def completions(request: Request) -> Any:
+        return await generate(request, Mode.COMPLETION)
+
+    return router

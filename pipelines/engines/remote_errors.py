@@ -1,0 +1,35 @@
+"""Remote failures as one keyed sentence each: unreachable, 401, 404, 429, timeout, a broken stream."""
+
+from __future__ import annotations
+
+from pipelines.errors import ModelLoadError, WorkbenchError
+
+RETRYABLE = frozenset({429, 502, 503})
+
+
+def http_error(status: int, endpoint: str, model: str = "", detail: str = "") -> WorkbenchError:
+    """The error for an HTTP status an endpoint answered with (``detail``: the server's own message)."""
+    if status in (401, 403):
+        return ModelLoadError("engines.error.remote_auth", name=endpoint, status=status)
+    if status == 404:
+        return ModelLoadError("engines.error.remote_not_found", name=endpoint, model=model or "?")
+    if status == 429:
+        return ModelLoadError("engines.error.remote_busy", name=endpoint)
+    if status == 400:
+        return ModelLoadError("engines.error.remote_rejected", name=endpoint, detail=detail or "?")
+    return ModelLoadError("engines.error.remote_status", name=endpoint, status=status)
+
+
+def transport_error(exc: BaseException, endpoint: str) -> WorkbenchError:
+    """The error for an exception raised while talking to an endpoint (httpx's, or a closed stream)."""
+    import httpx
+
+    if isinstance(exc, WorkbenchError):
+        return exc
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        return ModelLoadError("engines.error.remote_unreachable", name=endpoint)
+    if isinstance(exc, httpx.TimeoutException):
+        return ModelLoadError("engines.error.remote_timeout", name=endpoint)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return ModelLoadError("engines.error.stream_truncated", name=endpoint)
+    return ModelLoadError("engines.error.remote_failed", name=endpoint, kind=type(exc).__name__)

@@ -1,0 +1,103 @@
+"""Serving helpers for the engines tests: the app's /v1 router on a real uvicorn server, and scripted raw servers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from tests.app_server import free_port
+
+
+@contextlib.contextmanager
+def serve_app(app, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI ``app`` with uvicorn in a thread; yields its base URL (``http://127.0.0.1:<port>``)."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        thread.join(timeout=10)
+
+
+def openai_app(ctx, config=None):
+    """A FastAPI app carrying only the workbench's /v1 router (what app.py adds to Gradio's app)."""
+    from fastapi import FastAPI
+
+    from components.openai_api import openai_routes
+
+    app = FastAPI()
+    app.include_router(openai_routes(ctx, config))
+    return app
+
+
+@contextlib.contextmanager
+def scripted_server(respond: Callable[[socket.socket, int], None]) -> Iterator[tuple[str, list[int]]]:
+    """A raw TCP server: ``respond(conn, n)`` answers the n-th connection (0-based) however it likes
+    (a truncated stream, a 429, silence). Yields (base URL, list of connection counts)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                _read_request(conn)
+                seen.append(len(seen))
+                with contextlib.suppress(OSError):
+                    respond(conn, seen[-1])
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def http_head(status: str, headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in (headers or {}).items()), "Connection: close", "", ""]
+    return "\r\n".join(lines).encode()
