@@ -42,7 +42,7 @@ def build_backends_section(ctx: Any) -> dict[str, gr.components.Component]:
             c["pick"] = gr.Dropdown(handlers.names(), label=t("engines.endpoint"), elem_id="backends-pick", scale=2)
             c["remove"] = gr.Button(t("engines.remove"), variant="stop", elem_id="backends-remove")
         c["errors"] = ErrorLine(ctx, "backends-errors")
-        c["table"] = gr.Dataframe(value=lambda: handlers.table(request_lang()).as_value(), interactive=False,
+        c["table"] = gr.Dataframe(value=handlers.table("en").as_value(), interactive=False,
                                   wrap=True, label=t("engines.endpoints"), elem_id="backends-table")
     _wire(handlers, c)
     return {k: v for k, v in c.items() if isinstance(v, gr.components.Component)}
@@ -64,3 +64,10 @@ def _wire(handlers: BackendsHandlers, c: dict[str, Any]) -> None:
               c["check"].click(errors.guard(check), None, outputs, **PRIVATE),
               c["remove"].click(errors.guard(remove), c["pick"], outputs, **PRIVATE)]
     errors.watch(*events)
+
+    def table(request: gr.Request) -> Any:
+        return handlers.table(request_lang(request)).as_value()
+
+    demo = gr.context.Context.root_block
+    if demo is not None:  # the table in the page's language, with endpoints added since the app started
+        demo.load(table, None, c["table"], **PRIVATE)

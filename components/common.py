@@ -11,10 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.i18n import localize, request_lang, say, t, text
+from components.i18n import request_lang, say, t, text
 from pipelines.context import AppContext
 from pipelines.errors import WorkbenchError
-from pipelines.messages import has_key
 from pipelines.models.embedded import EMBEDDED
 from pipelines.sessions import Sessions, session_key
 
@@ -74,9 +73,9 @@ def progress_reporter(progress: gr.Progress | None) -> Callable[[float, str], No
 def error_text(exc: BaseException, lang: str) -> str:
     """One sentence for the user in ``lang``: a keyed pipeline error, a ``gr.Error``, or 'something went wrong'."""
     if isinstance(exc, WorkbenchError):
-        return exc.render(lang) if has_key(exc.key) else localize(str(exc), lang)
+        return exc.render(lang)
     if isinstance(exc, gr.Error):
-        return localize(str(exc.message), lang)
+        return str(exc.message)
     return text("error.unexpected", lang, kind=type(exc).__name__, detail=str(exc)[:200])
 
 

@@ -2,22 +2,18 @@
 
 Labels go through :func:`t` (translated in the browser). Messages built on the server (errors, status lines) go
 through :func:`text` (a key) or :func:`say` (a pipeline's :class:`~pipelines.messages.Msg` or keyed note).
-:func:`localize` and :class:`Catalogue` (English sentences matched against the old ``errors.json`` catalogue) are
-being retired: they stay only while some tabs still pass English sentences.
+Every error and note carries a key and its parameters, so rewording an English text never loses its translation
+(``tests/test_house.py`` fails on a key without an English or a Chinese text).
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import re
 from pathlib import Path
 
 import gradio as gr
 
-from pipelines.messages import LANGUAGES, LEGACY_CATALOGUE, LOCALES_DIR, Msg, load_texts, render, texts
+from pipelines.messages import LANGUAGES, LOCALES_DIR, Msg, load_texts, render, texts
 
-ERRORS_FILE = LEGACY_CATALOGUE
 LANG_COOKIE = "lmw_lang"  # set by the language switch (components/language.py)
 
 
@@ -47,9 +43,7 @@ def say(message: Msg | str | None, lang: str | None = None) -> str:
         return ""
     lang = lang or request_lang()
     keyed = message if isinstance(message, Msg) else getattr(message, "msg", None)
-    if isinstance(keyed, Msg):
-        return keyed.render(lang)
-    return localize(str(message), lang)
+    return keyed.render(lang) if isinstance(keyed, Msg) else str(message)
 
 
 # ---- the request's language --------------------------------------------------------------------------------
@@ -97,53 +91,3 @@ def _chosen_lang(request: object, headers: object) -> str | None:
         return chosen
     except (AttributeError, TypeError):
         return None
-
-
-# ---- message catalogue -------------------------------------------------------------------------------------
-class Catalogue:
-    """English message templates (``{}`` = a variable part) and their translations, matched by regex."""
-
-    def __init__(self, data: dict[str, dict[str, str]]) -> None:
-        self.data = data
-        self._patterns: dict[str, list[tuple[re.Pattern[str], str]]] = {}
-
-    @classmethod
-    def load(cls, path: Path = LOCALES_DIR / ERRORS_FILE) -> Catalogue:
-        return cls(json.loads(path.read_text(encoding="utf-8")) if path.exists() else {})
-
-    def patterns(self, lang: str) -> list[tuple[re.Pattern[str], str]]:
-        if lang not in self._patterns:
-            items = sorted(self.data.get(lang, {}).items(), key=lambda kv: -len(kv[0].replace("{}", "")))
-            self._patterns[lang] = [
-                (re.compile("^" + "(.*?)".join(map(re.escape, en.split("{}"))) + "$", re.DOTALL), target)
-                for en, target in items
-            ]
-        return self._patterns[lang]
-
-    def translate(self, message: str, lang: str, depth: int = 0) -> str:
-        """``message`` in ``lang`` when a template matches (variable parts translated too), else unchanged."""
-        table = self.data.get(lang)
-        if not table or not message or depth > 3:
-            return message
-        if message in table:
-            return table[message]
-        for pattern, target in self.patterns(lang):
-            match = pattern.match(message)
-            if match:
-                parts = [self.translate(part, lang, depth + 1) for part in match.groups()]
-                try:
-                    return target.format(*parts)
-                except (IndexError, KeyError, ValueError):
-                    return message
-        return message
-
-
-@functools.cache
-def catalogue() -> Catalogue:
-    return Catalogue.load()
-
-
-def localize(message: str, lang: str | None = None) -> str:
-    """Translate a server-built English message into ``lang`` (default: the current request's language)."""
-    lang = lang or request_lang()
-    return message if lang == "en" else catalogue().translate(message, lang)

@@ -115,4 +115,8 @@ class AppConfig:
             server_port=_env_int("GRADIO_SERVER_PORT", 0) or _env_int("PORT", 7860),
             space_id=os.environ.get("SPACE_ID", ""),
             warmup=os.environ.get("LMW_WARMUP", "1").strip() != "0",
+            api_key=os.environ.get("LMW_API_KEY", "").strip(),
+            backends=os.environ.get("LMW_BACKENDS", "").strip(),
+            remote_connect_timeout_s=_env_float("LMW_REMOTE_CONNECT_TIMEOUT", 5.0),
+            remote_read_timeout_s=_env_float("LMW_REMOTE_READ_TIMEOUT", 60.0),
         )

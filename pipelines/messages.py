@@ -18,15 +18,12 @@ from typing import Any
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "assets" / "locales"
 LANGUAGES = ("en", "zh-CN")
-LEGACY_CATALOGUE = "errors.json"  # English sentences -> Chinese, for messages not yet keyed (being retired)
 
 
 def load_texts(folder: Path = LOCALES_DIR) -> Mapping[str, Mapping[str, str]]:
     """Merge every locale file into one read-only ``{language: {key: template}}`` mapping."""
     merged: dict[str, dict[str, str]] = {lang: {} for lang in LANGUAGES}
     for file in sorted(folder.glob("*.json")):
-        if file.name == LEGACY_CATALOGUE:
-            continue
         data = json.loads(file.read_text(encoding="utf-8"))
         for lang in LANGUAGES:
             merged[lang].update(data.get(lang, {}))

@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 
-from components.i18n import TRANSLATIONS, Catalogue, language_of, localize
+from components.i18n import TRANSLATIONS, language_of
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 ZH = {"accept-language": "zh-CN,zh;q=0.9,en;q=0.8"}
@@ -29,22 +30,16 @@ def _error(client, *args, api_name: str) -> str:
 
 
 # ---- server-side messages ----------------------------------------------------------------------------------
-def test_language_of_header_and_catalogue_templates() -> None:
+def test_language_of_header_and_keyed_messages() -> None:
+    from pipelines.errors import InputError
+    from pipelines.messages import Msg
+
     assert language_of("zh-CN,zh;q=0.9") == "zh-CN" and language_of("zh-TW") == "zh-CN"
     assert language_of("en-US,zh;q=0.5") == "en" and language_of(None) == "en"
-    cat = Catalogue({"zh-CN": {"Row {} has an empty '{}'.": "第 {} 行的“{}”为空。", "label": "标签"}})
-    assert cat.translate("Row 7 has an empty 'label'.", "zh-CN") == "第 7 行的“标签”为空。"  # parts translated too
-    assert cat.translate("Something new.", "zh-CN") == "Something new."  # unknown: English
-    assert localize("The file is empty.", "en") == "The file is empty."
-    assert localize("Could not load 'x': The file is empty.", "zh-CN") == "无法加载“x”：文件是空的。"
-
-
-def test_every_catalogue_entry_keeps_its_placeholders() -> None:
-    data = Catalogue.load().data["zh-CN"]
-    assert len(data) > 100
-    for english, chinese in data.items():
-        assert english.count("{}") == chinese.count("{}"), english
-        assert CJK.search(chinese), english
+    error = InputError("classify.empty_text")
+    assert str(error) == "Type or paste a text to classify." and CJK.search(error.render("zh-CN"))
+    note = Msg.of("limits.text_cut", used="10", total="20")  # parameters fill both languages' templates
+    assert "10" in note.render("en") and "20" in note.render("en") and "10" in note.render("zh-CN")
 
 
 def test_api_errors_follow_accept_language(app_server, upload_dir: Path) -> None:
@@ -231,6 +226,12 @@ def _identifiers() -> set[str]:
     return upstream | {x for spec in EMBEDDED.values() for x in (spec.name, spec.pip_name, spec.package, spec.subpath)}
 
 
+def _run_names(app_server) -> set[str]:
+    """Runs that earlier tests trained on the shared app: their ids and names are the user's data, not UI text."""
+    runs = Client(app_server["url"], verbose=False).predict(api_name="/runs")
+    return {str(value) for run in runs for value in (run.get("id"), run.get("name"), run.get("reference")) if value}
+
+
 def english_words(texts: list[str], identifiers: set[str] = frozenset()) -> set[str]:
     """ASCII-letter words (2+ letters) in ``texts`` that are not allowed in the Chinese UI."""
     found = set()
@@ -265,8 +266,8 @@ def test_every_tab_in_chinese_has_no_english_words(browser, app_server, artifact
     page.goto(app_server["url"], wait_until="load")
     page.locator("#app-title").wait_for(timeout=60_000)
     titles = [TRANSLATIONS["zh-CN"][k] for k in ("tab.generate", "tab.models", "tab.attention", "tab.finetune",
-                                                 "tab.classify", "tab.summarize", "tab.extract")]
-    identifiers, offending = _identifiers(), {}
+                                                 "tab.classify", "tab.summarize", "tab.extract", "tab.evaluate")]
+    identifiers, offending = _identifiers() | _run_names(app_server), {}
     try:
         for title in titles:
             page.get_by_role("tab", name=title, exact=True).click()

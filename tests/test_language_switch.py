@@ -15,8 +15,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import app
-from components.i18n import LANG_COOKIE, TRANSLATIONS, cookie_lang, localize, request_lang
+from components.i18n import LANG_COOKIE, TRANSLATIONS, cookie_lang, request_lang
 from components.language import LanguageMiddleware, inject, override_script
+from pipelines.errors import InputError
 
 PAGE = "<!doctype html><html lang='en'><head>\n<meta charset='utf-8'><title>x</title></head><body>hi</body></html>"
 SCRIPT = re.compile(r'<head><script data-lmw-lang="([^"]+)">')
@@ -211,7 +212,7 @@ def test_switching_to_chinese_changes_every_label_and_server_messages(page, arti
     assert titles <= tab_texts, f"tab titles that are not Chinese translations: {titles - tab_texts}"
     labels = _visible_label_texts(page)
     assert not [x for x in labels if x in english], "English labels after switching to Chinese"
-    assert _classify_error(page, "zh-CN") == localize(EMPTY_TEXT_ERROR, "zh-CN") != EMPTY_TEXT_ERROR
+    assert _classify_error(page, "zh-CN") == InputError("classify.empty_text").render("zh-CN") != EMPTY_TEXT_ERROR
     shots = artifacts_dir / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
