@@ -82,14 +82,17 @@ def _inputs(ctx: AppContext) -> Inputs:
 
 def _results() -> Results:
     status = gr.Markdown(elem_id="evaluate-status")
-    summary = gr.Dataframe(label=t("evaluate.summary"), interactive=False, wrap=True, elem_id="evaluate-summary")
-    pairs = gr.Dataframe(label=t("evaluate.pairs"), interactive=False, wrap=True, elem_id="evaluate-pairs")
+    summary = gr.Dataframe(label=t("evaluate.summary"), interactive=False, wrap=True, visible=False,
+                         elem_id="evaluate-summary")
+    pairs = gr.Dataframe(label=t("evaluate.pairs"), interactive=False, wrap=True, visible=False,
+                         elem_id="evaluate-pairs")
     with gr.Row():
         compare_a = gr.Dropdown([], label=t("evaluate.compare_a"), elem_id="evaluate-compare-a")
         compare_b = gr.Dropdown([], label=t("evaluate.compare_b"), elem_id="evaluate-compare-b")
     changed = gr.Dataframe(label=t("evaluate.changed"), interactive=False, wrap=True, max_height=420,
-                           elem_id="evaluate-changed")
-    per_class = gr.Dataframe(label=t("evaluate.per_class"), interactive=False, elem_id="evaluate-per-class")
+                           visible=False, elem_id="evaluate-changed")
+    per_class = gr.Dataframe(label=t("evaluate.per_class"), interactive=False, visible=False,
+                             elem_id="evaluate-per-class")
     with gr.Row():
         plots = [gr.Plot(label=t("evaluate.confusion"), visible=False, elem_id=f"evaluate-plot-{i}")
                  for i in range(MAX_PLOTS)]
@@ -99,14 +102,18 @@ def _results() -> Results:
 
 
 def _details(result: object, request: gr.Request) -> tuple:
-    """After a run: the compare pickers, the per-class table and one confusion matrix per model."""
+    """After a run: the compare pickers, the per-class table, one confusion matrix per model, and the result tables
+    (hidden until there is a result, so an empty table never shows placeholder headers)."""
     lang = request_lang(request)
     models = result.report.get("models", []) if result is not None else []
     a, b = (models[0], models[1]) if len(models) > 1 else (None, None)
     figures = confusion_figures(result, lang)
     plots = [gr.Plot(value=f, visible=f is not None) for f in figures]
+    shown = result is not None
+    per_class = per_class_frame(result, lang)
     return (gr.Dropdown(choices=models, value=a), gr.Dropdown(choices=models, value=b),
-            per_class_frame(result, lang), *plots)
+            gr.Dataframe(value=per_class, visible=shown and not per_class.empty), *plots,
+            *(gr.Dataframe(visible=shown) for _ in range(3)))
 
 
 def _wire(ctx: AppContext, handlers: EvaluateHandlers, inputs: Inputs, results: Results, run: gr.Button,
@@ -119,7 +126,8 @@ def _wire(ctx: AppContext, handlers: EvaluateHandlers, inputs: Inputs, results: 
     upload = inputs.file.upload(errors.guard(columns), inputs.file, [inputs.input_col, inputs.target_col, inputs.task],
                                 api_visibility="private")
     evaluate = errors.guard(handlers.evaluate)
-    details = [results.compare_a, results.compare_b, results.per_class, *results.plots]
+    details = [results.compare_a, results.compare_b, results.per_class, *results.plots, results.summary, results.pairs,
+               results.changed]
     event = run.click(evaluate, inputs.all, results.main, api_name="evaluate", concurrency_id=HEAVY)
     event.then(_details, results.result, details, api_visibility="private", queue=False)
     clicked = run_example(ex, evaluate, inputs.all, results.main, concurrency_id=HEAVY)
