@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from components.common import ErrorLine
+from components.common import ErrorLine, run_example
 from components.i18n import request_lang, say, t, text
-from pipelines.context import AppContext
+from pipelines.context import HEAVY, AppContext
 from pipelines.errors import InputError
 from pipelines.messages import Msg, has_key
 from pipelines.sessions import session_key
@@ -227,3 +227,17 @@ def wire_stop(ctx: AppContext, tab: str, widgets: BatchWidgets, run_event: Any) 
     if widgets.errors is not None:
         widgets.errors.watch(run_event)
     widgets.stop.click(stop, None, widgets.outputs, cancels=[run_event], api_visibility="private")
+
+
+def wire_batch(ctx: AppContext, tab: str, widgets: BatchWidgets, handler: Callable[..., Any], inputs: list[Any],
+               api_name: str, example: gr.Examples, extra_inputs: tuple[Any, ...] = ()) -> Any:
+    """Run (the tab's public ``api_name`` CSV endpoint), its clickable example, Stop, and the batch's error line.
+
+    ``extra_inputs`` are read by the Run button only (the example fills ``inputs``). Returns the run event.
+    """
+    guarded = widgets.errors.guard(handler)
+    run_event = widgets.run.click(guarded, [*inputs, *extra_inputs], widgets.outputs, api_name=api_name,
+                                  concurrency_id=HEAVY)
+    widgets.errors.watch(run_example(example, guarded, inputs, widgets.outputs, concurrency_id=HEAVY))
+    wire_stop(ctx, tab, widgets, run_event)
+    return run_event

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from components.batch_ui import BatchWidgets, batch_section, wire_stop
+from components.batch_ui import BatchWidgets, batch_section, wire_batch
 from components.classify_handlers import ClassifyHandlers, label_metrics, probability_chart
 from components.common import ErrorLine, examples, model_picker, run_example
 from components.i18n import t
@@ -130,13 +130,8 @@ def _batch(ctx: AppContext, settings: Settings) -> tuple[BatchWidgets, gr.Dropdo
 
 def _wire_batch(ctx: AppContext, handlers: ClassifyHandlers, settings: Settings, batch: BatchWidgets,
                 precision: gr.Dropdown, ex: gr.Examples) -> None:
-    classify_csv = batch.errors.guard(handlers.classify_csv)
     inputs = [batch.file, batch.text_col, batch.ref_col, *settings.inputs]
-    run_event = batch.run.click(classify_csv, [*inputs, precision], batch.outputs, api_name="classify_csv",
-                                concurrency_id=HEAVY)
-    clicked = run_example(ex, classify_csv, inputs, batch.outputs, concurrency_id=HEAVY)
-    batch.errors.watch(clicked)
-    wire_stop(ctx, "classify", batch, run_event)
+    wire_batch(ctx, "classify", batch, handlers.classify_csv, inputs, "classify_csv", ex, (precision,))
 
 
 def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:

@@ -152,7 +152,7 @@ def _keyphrases_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
 
 
 def _batch_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
-    from components.batch_ui import batch_section, wire_stop
+    from components.batch_ui import batch_section, wire_batch
 
     with gr.Row():
         mode = gr.Radio(list(MODES), value="entities", label=t("extract.mode"), elem_id="extract-batch-mode")
@@ -172,13 +172,9 @@ def _batch_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
         yield from handlers.csv(file, text_column, mode, model, fields, question, request, progress)
 
     inputs = [batch.file, batch.text_col, mode, model, fields, question]
-    errors = batch.errors or ErrorLine(ctx, "extract-batch-errors")
-    guarded = errors.guard(extract_csv)
-    run_event = batch.run.click(guarded, inputs, batch.outputs, api_name="extract_csv", concurrency_id=HEAVY)
-    errors.watch(on_example(ex, guarded, inputs, batch.outputs, concurrency_id=HEAVY))
-    wire_stop(ctx, "extract", batch, run_event)  # also shows the run's errors on the batch's error line
+    wire_batch(ctx, "extract", batch, extract_csv, inputs, "extract_csv", ex)
     parts = {f"batch_{k}": v for k, v in vars(batch).items() if isinstance(v, gr.components.Component)}
-    return {"batch_mode": mode, "batch_errors": errors.box, **parts}
+    return {"batch_mode": mode, "batch_errors": batch.errors.box, **parts}
 
 
 def build_extract_tab(ctx: AppContext) -> Widgets:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 import gradio as gr
 
-from components.batch_ui import BatchWidgets, batch_section, wire_stop
+from components.batch_ui import BatchWidgets, batch_section, wire_batch
 from components.common import ErrorLine, examples, model_picker, run_example
 from components.i18n import t
 from components.summarize_handlers import SummarizeHandlers, make_summarizer, rouge_metrics
@@ -103,12 +103,8 @@ def _wire_single(handlers: SummarizeHandlers, settings: Settings, single: Single
 
 def _wire_batch(ctx: AppContext, handlers: SummarizeHandlers, settings: Settings, batch: BatchWidgets,
                 ex: gr.Examples) -> None:
-    summarize_csv = batch.errors.guard(handlers.summarize_csv)
     inputs = [batch.file, batch.text_col, batch.ref_col, *settings.inputs]
-    run_event = batch.run.click(summarize_csv, inputs, batch.outputs, api_name="summarize_csv", concurrency_id=HEAVY)
-    clicked = run_example(ex, summarize_csv, inputs, batch.outputs, concurrency_id=HEAVY)
-    batch.errors.watch(clicked)
-    wire_stop(ctx, "summarize", batch, run_event)
+    wire_batch(ctx, "summarize", batch, handlers.summarize_csv, inputs, "summarize_csv", ex)
 
 
 def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
