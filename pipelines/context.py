@@ -16,9 +16,9 @@ from pipelines.keyed_text import KeyedText
 from pipelines.limits import Limits
 from pipelines.models import EMBEDDED, ModelManager
 from pipelines.models.warmup import Warmup
-from pipelines.runs import RunStore, recover_interrupted
 from pipelines.sessions import Sessions
 from pipelines.tables import Table, read_table
+from pipelines.training.store import RunStore, recover_interrupted
 from pipelines.uploads import checked_upload
 
 if TYPE_CHECKING:

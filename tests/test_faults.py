@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipelines.config import AppConfig
 from pipelines.context import AppContext
-from pipelines.runs import INTERRUPTED, RunStore, recover_interrupted
+from pipelines.training.store import INTERRUPTED, RunStore, recover_interrupted
 
 ROOT = Path(__file__).resolve().parent.parent
 

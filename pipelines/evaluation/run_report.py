@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.messages import render
 
 if TYPE_CHECKING:
-    from pipelines.runs import RunInfo, RunStore
+    from pipelines.training.store import RunInfo, RunStore
 
 EVALUATIONS = "evaluations.jsonl"
 VAL_KEYS = ("training.log.eval_cls", "training.log.eval_lm")  # the log lines of each validation

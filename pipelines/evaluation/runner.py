@@ -15,7 +15,7 @@ from pipelines.messages import Msg
 
 if TYPE_CHECKING:
     from pipelines.context import AppContext
-    from pipelines.runs import RunStore
+    from pipelines.training.store import RunStore
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 from pipelines.config import AppConfig
 from pipelines.errors import ModelLoadError
 from pipelines.models.embedded import EMBEDDED, EmbeddedModel
-from pipelines.runs import RunInfo, RunStore
+from pipelines.training.store import RunInfo, RunStore
 
 HUB_ID = re.compile(r"^(?!.*\.\.)(?!.*--)[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$", re.ASCII)
 MAX_REF_CHARS = 300
