@@ -18,7 +18,7 @@ from components.generate_events import GenerateEvents, register_api
 from components.generate_handlers import KNOB_NAMES, SAME, GenerateHandlers
 from components.i18n import t
 from pipelines.context import HEAVY, AppContext
-from pipelines.generation import DEFAULT_SYSTEM, GenerationService
+from pipelines.generation import DEFAULT_SYSTEM
 from pipelines.generation.presets import PRESETS
 from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, MODES, PRECISIONS, Mode, mode_defaults
 
@@ -139,7 +139,7 @@ def _wire(c: dict[str, Any], ev: GenerateEvents) -> None:
 
 def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     """Build the Generate tab inside the current Blocks context."""
-    service = GenerationService(ctx)
+    service = ctx.generation
     register_api(ctx, service)  # first, so the stable names are never taken by a UI event
     c: dict[str, Any] = {}
     gr.Markdown(t("generate.intro"))

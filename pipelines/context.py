@@ -23,6 +23,7 @@ from pipelines.uploads import checked_upload
 
 if TYPE_CHECKING:
     from pipelines.engines.remote import Backends
+    from pipelines.generation.service import GenerationService
     from pipelines.generation.threads import ComputeThread
     from pipelines.tasks.precision import DecisionStore
 
@@ -69,6 +70,13 @@ class AppContext:
         from pipelines.generation.threads import ComputeThread
 
         return ComputeThread()
+
+    @functools.cached_property
+    def generation(self) -> GenerationService:
+        """The one generation service (local engines, remote endpoints) shared by every tab and the API."""
+        from pipelines.generation.service import GenerationService
+
+        return GenerationService(self)
 
     @functools.cached_property
     def backends(self) -> Backends:

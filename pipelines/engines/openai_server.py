@@ -42,7 +42,7 @@ class OpenAIService:
                  service: GenerationService | None = None) -> None:
         self.ctx = ctx
         self.config = config or EnginesConfig.of(ctx.config)
-        self.service = service or GenerationService(ctx)
+        self.service = service or ctx.generation
         self.slots = threading.BoundedSemaphore(max(1, ctx.config.queue_size))
 
     # ---- models -------------------------------------------------------------------------------------------------
