@@ -95,6 +95,7 @@ def launch_kwargs(config: AppConfig | None = None) -> dict:
         "auth": auth,
         "allowed_paths": [str(ASSETS)],
         "show_error": True,
+        "max_file_size": f"{config.max_upload_mb}mb",  # refused at upload, before anything is written to disk
         # Gradio's "Runs" footer link has no Chinese text: the footer keeps its translated links only.
         "footer_links": ["api", "gradio", "settings"],
         "ssr_mode": False,  # the page comes from Python, so the language switch's middleware can reach it

@@ -8,6 +8,8 @@ server given with ``--url``. Measured, interleaved over ``--rounds`` rounds (med
 - direct: the rows sent with httpx straight to the server, 1 and N in flight;
 - direct+lp: the same with ``logprobs: 5`` (what the workbench asks for, to draw its token view);
 - workbench: the same rows through the Generate tab's path (``remote:<endpoint>/<model>``), 1 and N in flight;
+- batch: the same rows as a CSV batch of the task tabs sends them -- :class:`RemoteTaskLM` ``replies`` through
+  :func:`~pipelines.engines.remote_batch.map_in_flight`, with ``max_in_flight`` 1 and N (chat, temperature 0);
 - overhead: the workbench's median latency per row minus direct+lp's (1 in flight), in ms; and what asking
   for logprobs costs the server (direct+lp minus direct).
 
@@ -15,7 +17,7 @@ Every variant also reports the new tokens it got back per row, so an answer cut 
 server interrupts a running request when another arrives unless started with ``--interrupt_requests False``,
 which this bench does).
 
-The last line is ``ratio X``: workbench rows/s with N in flight divided by rows/s with 1 in flight.
+The last line is ``ratio X``: the CSV-batch path's rows/s with N in flight divided by its rows/s with 1 in flight.
 
     .venv/bin/python bench/remote.py [--rows 16] [--inflight 4] [--max-tokens 16] [--server auto|llama|self]
 """
@@ -95,6 +97,19 @@ def timed_rows(one: Callable[[str], int], prompts: list[str], inflight: int) -> 
     return len(prompts) / (time.perf_counter() - started), latencies, statistics.mean(tokens)
 
 
+def batch_rows(ctx: AppContext, url: str, model: str, prompts: list[str], inflight: int,
+               max_tokens: int) -> tuple[float, list[float], float]:
+    """(rows/s, [], estimated new tokens per row) of ``prompts`` sent the way a CSV batch sends them."""
+    from pipelines.engines.remote_task import RemoteTaskLM, estimate_tokens
+
+    use_backends(ctx, Backends(EnginesConfig(backends=f"bench={url}", read_timeout_s=600, max_in_flight=inflight)))
+    lm = RemoteTaskLM(ctx, f"remote:bench/{model}")
+    started = time.perf_counter()
+    replies = lm.replies(prompts, max_new_tokens=max_tokens)
+    elapsed = time.perf_counter() - started
+    return len(prompts) / elapsed, [elapsed / len(prompts)], statistics.mean(estimate_tokens(r) for r in replies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -138,11 +153,15 @@ def main() -> None:
 
         prompts = rows(args.rows)
         direct(prompts[0])  # warm the server (model load) before timing
+        batch_ctx = AppContext.create(AppConfig(data_dir=Path(tmp) / "batch"))
         results: dict[tuple[str, int], list[tuple[float, list[float], float]]] = {}
         for _ in range(args.rounds):
             for name, fn in (("direct", direct), ("direct+lp", direct_lp), ("workbench", workbench)):
                 for inflight in (1, args.inflight):
                     results.setdefault((name, inflight), []).append(timed_rows(fn, prompts, inflight))
+            for inflight in (1, args.inflight):
+                results.setdefault(("batch", inflight), []).append(
+                    batch_rows(batch_ctx, url, model, prompts, inflight, args.max_tokens))
         speed = {key: statistics.median(r for r, _, _ in runs) for key, runs in results.items()}
         latency = {key: statistics.median(x for _, lats, _ in runs for x in lats) for key, runs in results.items()}
         tokens = {key: statistics.mean(t for _, _, t in runs) for key, runs in results.items()}
@@ -154,7 +173,8 @@ def main() -> None:
         print(f"workbench overhead per row (1 in flight, vs direct+lp): {overhead:+.1f} ms")
         print(f"server cost of logprobs per row: {logprobs_cost:+.1f} ms")
         print(f"direct ratio {speed[('direct', args.inflight)] / speed[('direct', 1)]:.2f}")
-        print(f"ratio {speed[('workbench', args.inflight)] / speed[('workbench', 1)]:.2f}")
+        print(f"generate-path ratio {speed[('workbench', args.inflight)] / speed[('workbench', 1)]:.2f}")
+        print(f"ratio {speed[('batch', args.inflight)] / speed[('batch', 1)]:.2f}")
 
 
 if __name__ == "__main__":

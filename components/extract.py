@@ -10,12 +10,15 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import ErrorLine, embedded_label, examples, model_choices, model_picker, progress_reporter
+from components.backends_picker import generation_choices, generation_picker
+from components.common import ErrorLine, embedded_label, examples, model_choices, progress_reporter
 from components.common import run_example as on_example
 from components.extract_handlers import DEFAULT_NER, ExtractHandlers
 from components.extract_tables import empty_tables
 from components.i18n import request_lang, t
 from pipelines.context import HEAVY, AppContext
+from pipelines.engines.remote import is_remote
+from pipelines.generation.engines import Engine
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 DEFAULT_LM = "smollm2-135m-instruct"
@@ -38,6 +41,26 @@ def _entity_picker(ctx: AppContext) -> gr.Dropdown:
     picker = gr.Dropdown(_entity_choices(ctx), value=DEFAULT_NER, label=t("common.model"),
                          info=t("extract.ner_model_info"), allow_custom_value=True, filterable=True)
     picker.focus(lambda: gr.Dropdown(choices=_entity_choices(ctx)), None, picker, queue=False,
+                 show_progress="hidden", api_visibility="private")
+    return picker
+
+
+def _engine_picker(model: gr.Dropdown | gr.Textbox, elem_id: str) -> gr.Dropdown:
+    """The engine of a local instruct LM (auto, transformers, llama.cpp); hidden while ``model`` is remote."""
+    engine = gr.Dropdown([e.value for e in Engine], value=Engine.AUTO.value, label=t("extract.engine"),
+                         info=t("extract.engine_info"), elem_id=elem_id)
+    model.change(lambda ref: gr.Dropdown(visible=not is_remote(ref)), model, engine, queue=False,
+                 show_progress="hidden", api_visibility="private")
+    return engine
+
+
+def _batch_picker(ctx: AppContext) -> gr.Dropdown:
+    """The batch's model: empty (each mode's default), a local model, or a remote one (fields and answers)."""
+    kinds = ("token-cls", "qa", "causal-lm")
+    picker = gr.Dropdown(generation_choices(ctx, kinds), value="", label=t("extract.batch_model"),
+                         info=t("extract.batch_model_info"), allow_custom_value=True, filterable=True,
+                         elem_id="extract-batch-model")
+    picker.focus(lambda: gr.Dropdown(choices=generation_choices(ctx, kinds)), None, picker, queue=False,
                  show_progress="hidden", api_visibility="private")
     return picker
 
@@ -81,7 +104,9 @@ def _entities_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
 
 
 def _qa_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
-    model = model_picker(ctx, kinds=("qa", "causal-lm"), value=DEFAULT_LM)
+    with gr.Row():
+        model = generation_picker(ctx, ("qa", "causal-lm"), DEFAULT_LM, elem_id="extract-qa-model")
+        engine = _engine_picker(model, "extract-qa-engine")
     context = gr.Textbox(lines=5, value=EXAMPLE, label=t("extract.context"), elem_id="extract-qa-context")
     question = gr.Textbox(value="Where did Apple open an office?", label=t("extract.question"),
                           elem_id="extract-qa-question")
@@ -94,12 +119,15 @@ def _qa_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
     highlight = gr.HighlightedText(label=t("extract.evidence"), show_legend=True, elem_id="extract-qa-evidence")
     details = gr.JSON(label=t("extract.details"))
 
-    def answer(question: str, context: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
+    def answer(question: str, context: str, model: str, engine: str = "auto",
+               progress: gr.Progress = gr.Progress()) -> tuple:
         """Answer ``question`` from ``context``: a span of the context (a QA model's span, or the candidate span an
-        LM scores best), or empty with a note. Returns the answer, the evidence highlight and details."""
-        return handlers.answer(question, context, model, progress=progress_reporter(progress))
+        LM -- local or ``remote:<endpoint>/<model>`` -- supports best), or empty with a note. ``engine`` runs a
+        local instruct LM (auto, transformers, llama.cpp). Returns the answer, the evidence highlight and details."""
+        return handlers.answer(question, context, model, progress=progress_reporter(progress), engine=engine)
 
-    event = _wire(errors, run, ex, answer, [question, context, model], [answer_box, highlight, details], "answer")
+    event = _wire(errors, run, ex, answer, [question, context, model, engine], [answer_box, highlight, details],
+                  "answer")
     show = {"fn": lambda d: (d or {}).get("note") or "", "inputs": details, "outputs": note, "queue": False,
             "show_progress": "hidden", "api_visibility": "private"}
     event.success(**show)
@@ -109,7 +137,9 @@ def _qa_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
 
 
 def _fields_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
-    model = model_picker(ctx, kinds=("causal-lm",), value=DEFAULT_LM)
+    with gr.Row():
+        model = generation_picker(ctx, ("causal-lm",), DEFAULT_LM, elem_id="extract-fields-model")
+        engine = _engine_picker(model, "extract-fields-engine")
     text = gr.Textbox(lines=4, label=t("extract.text"), value=ORDER, elem_id="extract-fields-text")
     names = gr.Textbox(value="product, order_id, date, complaint", label=t("extract.field_names"),
                        elem_id="extract-fields-names")
@@ -120,15 +150,17 @@ def _fields_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
     notes = gr.Markdown(elem_id="extract-fields-notes")
     raw = gr.Textbox(label=t("extract.raw_reply"), interactive=False, lines=3)
 
-    def fields_handler(text: str, fields: str, model: str, progress: gr.Progress = gr.Progress()) -> tuple:
+    def fields_handler(text: str, fields: str, model: str, engine: str = "auto",
+                       progress: gr.Progress = gr.Progress()) -> tuple:
         """The named fields of ``text``: each value is a span of the text (the LM's JSON value when the text has
-        it, else the span of the field's type that fits best) or is reported as missing / not supported.
+        it, else the span of the field's type that fits best) or is reported as missing / not supported. The LM
+        may be remote (``remote:<endpoint>/<model>``); ``engine`` runs a local one (auto, transformers, llama.cpp).
 
         Returns a (field, value, check) table, notes, and the LM's raw reply.
         """
-        return handlers.fields(text, fields, model, progress=progress_reporter(progress))
+        return handlers.fields(text, fields, model, progress=progress_reporter(progress), engine=engine)
 
-    _wire(errors, run, ex, fields_handler, [text, names, model], [table, notes, raw], "extract_fields")
+    _wire(errors, run, ex, fields_handler, [text, names, model, engine], [table, notes, raw], "extract_fields")
     return {"fields_text": text, "fields_names": names, "fields_run": run, "fields_table": table,
             "fields_notes": notes, "fields_errors": errors.box}
 
@@ -156,7 +188,8 @@ def _batch_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
 
     with gr.Row():
         mode = gr.Radio(list(MODES), value="entities", label=t("extract.mode"), elem_id="extract-batch-mode")
-        model = gr.Textbox(value="", label=t("extract.batch_model"), info=t("extract.batch_model_info"))
+        model = _batch_picker(ctx)
+        engine = _engine_picker(model, "extract-batch-engine")
     with gr.Row():
         fields = gr.Textbox(value="product, order_id, date", label=t("extract.field_names"))
         question = gr.Textbox(value="", label=t("extract.question"))
@@ -164,15 +197,16 @@ def _batch_tab(ctx: AppContext, handlers: ExtractHandlers) -> Widgets:
     ex = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "keyphrases"]], [batch.file, batch.text_col, mode])
 
     def extract_csv(file: str, text_column: str, mode: str, model: str, fields: str, question: str,
-                    request: gr.Request, progress: gr.Progress = gr.Progress()):
-        """Extract from every row of a CSV/TSV/JSONL file. mode: entities | keyphrases | fields | answer.
+                    engine: str = "auto", request: gr.Request = None, progress: gr.Progress = gr.Progress()):
+        """Extract from every row of a CSV/TSV/JSONL file. mode: entities | keyphrases | fields | answer. Fields
+        and answers may use a remote LM (several rows in flight); ``engine`` runs a local one.
 
         Yields (status, preview table, [extracted.csv, extracted.json], "", None).
         """
-        yield from handlers.csv(file, text_column, mode, model, fields, question, request, progress)
+        yield from handlers.csv(file, text_column, mode, model, fields, question, request, progress, engine)
 
     inputs = [batch.file, batch.text_col, mode, model, fields, question]
-    wire_batch(ctx, "extract", batch, extract_csv, inputs, "extract_csv", ex)
+    wire_batch(ctx, "extract", batch, extract_csv, inputs, "extract_csv", ex, extra_inputs=(engine,))
     parts = {f"batch_{k}": v for k, v in vars(batch).items() if isinstance(v, gr.components.Component)}
     return {"batch_mode": mode, "batch_errors": batch.errors.box, **parts}
 

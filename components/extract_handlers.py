@@ -39,29 +39,33 @@ class ExtractHandlers:
         return highlight_value(text, ents), entity_table(ents, lang), say(cut, lang)
 
     def answer(self, question: str, context: str, model: str, lang: str | None = None,
-               progress: Progress = None) -> tuple[str, dict, dict]:
-        """(answer, highlight, details): the answer is a span of the context, or empty with a note."""
+               progress: Progress = None, engine: str = "auto") -> tuple[str, dict, dict]:
+        """(answer, highlight, details): the answer is a span of the context, or empty with a note (the LM may be
+        remote; ``engine`` runs a local one)."""
         from pipelines.extraction.grounded_qa import check_question
         from pipelines.tasks.qa import answer_question, qa_highlight
 
         lang = lang or request_lang()
         check_question(question, context)
         context, cut = self.ctx.limits.cut(context)
-        result = answer_question(self.ctx.manager, model, question, context, progress=progress)
+        result = answer_question(self.ctx.manager, model, question, context, progress=progress, ctx=self.ctx,
+                                 engine=engine)
         notes = [say(m, lang) for m in (result.note, cut) if m is not None]
         details = result.as_dict(" ".join(notes) or None)
         return result.answer, translate_highlight(qa_highlight(context, result), lang), details
 
     def fields(self, text: str, fields: str, model: str, lang: str | None = None,
-               progress: Progress = None) -> tuple[pd.DataFrame, str, str]:
-        """(field/value/check table, notes, raw reply): every value is a span of the text or is reported."""
+               progress: Progress = None, engine: str = "auto") -> tuple[pd.DataFrame, str, str]:
+        """(field/value/check table, notes, raw reply): every value is a span of the text or is reported (the LM
+        may be remote; ``engine`` runs a local one)."""
         from pipelines.extraction.grounded_fields import GroundedFields
+        from pipelines.generation.task_lm import task_lm
         from pipelines.tasks.qa import DEFAULT_LM
 
         lang = lang or request_lang()
         text, cut = self._cut(text)
         manager = self.ctx.manager
-        lm = manager.load((model or "").strip() or DEFAULT_LM, "causal-lm", progress=progress)
+        lm = task_lm(self.ctx, (model or "").strip() or DEFAULT_LM, engine or "auto", progress)
         result = GroundedFields(manager.load(DEFAULT_NER, progress=progress).model, lm).extract(text, fields)
         problems = [*result.problems, *([cut] if cut else [])]
         notes = "\n".join(f"- {say(p, lang)}" for p in problems) or say(Msg.of("extract.fields_all_ok"), lang)
@@ -79,15 +83,17 @@ class ExtractHandlers:
         return keyphrase_table(finder.extract(text, int(top_k or 8)), lang), say(cut, lang)
 
     def csv(self, file: str | None, text_column: str | None, mode: str, model: str, fields: str, question: str,
-            request: Any = None, progress: Any = None) -> Iterator[tuple]:
-        """Every row of a CSV/TSV/JSONL file: yields (status, preview, files, metrics, plot) while it runs."""
+            request: Any = None, progress: Any = None, engine: str = "auto") -> Iterator[tuple]:
+        """Every row of a CSV/TSV/JSONL file: yields (status, preview, files, metrics, plot) while it runs (a
+        remote LM answers several rows at once)."""
         from components.batch_ui import BatchSpec, run_batch
         from pipelines.extraction.rows import ExtractRows
 
         lang = request_lang(request)
 
         def make_spec() -> BatchSpec:
-            rows = ExtractRows(self.ctx.manager, self.ctx.limits, mode, model, fields, question, lang)
+            rows = ExtractRows(self.ctx.manager, self.ctx.limits, mode, model, fields, question, lang, self.ctx,
+                               engine or "auto")
             return BatchSpec(rows.process, rows.batch_size, None, stem=f"extracted-{rows.mode}")
 
         yield from run_batch(self.ctx, "extract", file, text_column, None, make_spec, request, progress)

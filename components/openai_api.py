@@ -3,7 +3,9 @@
 
 ``app.py`` adds them after launch: ``demo.app.include_router(openai_routes(ctx))``. Errors are OpenAI-style
 objects ``{"error": {"message", "type", "param", "code"}}`` with the HTTP status: 400 bad request, 401 bad key,
-404 unknown model, 429 queue full, 500 failure. A bearer key is required when ``LMW_API_KEY`` is set.
+404 unknown model, 413 body too large, 429 queue full, 500 failure. A bearer key is required when ``LMW_API_KEY``
+is set. A body is read up to :func:`max_body_bytes` (room for the prompt cap written with JSON escapes) and refused
+beyond it before it is held in memory; a body nested too deeply to parse is a 400 like any other bad JSON.
 """
 
 from __future__ import annotations
@@ -19,16 +21,42 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from components.openai_schema import body_docs, list_docs
 from pipelines.context import AppContext
 from pipelines.engines.config import EnginesConfig
 from pipelines.engines.openai_server import OpenAIService
 from pipelines.engines.openai_wire import error_body
-from pipelines.errors import BusyError, InputError, ModelLoadError, WorkbenchError
+from pipelines.errors import BusyError, InputError, LimitError, ModelLoadError, WorkbenchError
 from pipelines.generation.settings import Mode
 from pipelines.messages import Msg
+from pipelines.table_sniff import size_msg
 
 log = logging.getLogger(__name__)
-STATUS_OF_KEY = MappingProxyType({"engines.error.unknown_model": (404, "invalid_request_error", "model_not_found")})
+STATUS_OF_KEY = MappingProxyType({"engines.error.unknown_model": (404, "invalid_request_error", "model_not_found"),
+                                   "hostile.error.body_too_big": (413, "invalid_request_error", "request_too_large")})
+JSON_ESCAPE_BYTES = 6  # the most bytes one prompt character takes in a JSON body ("\uXXXX")
+
+
+def max_body_bytes(ctx: AppContext) -> int:
+    """The largest ``/v1`` request body read: the prompt cap written with JSON escapes, plus 1 MiB."""
+    return ctx.limits.max_prompt_chars * JSON_ESCAPE_BYTES + 2**20
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body, reading at most ``limit`` bytes; :class:`InputError` for a body too large
+    (``Content-Length`` or the bytes received), not JSON, or nested too deeply."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise LimitError("hostile.error.body_too_big", size=size_msg(int(declared)), limit=size_msg(limit))
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise LimitError("hostile.error.body_too_big", size=size_msg(len(data)), limit=size_msg(limit))
+    try:
+        return json.loads(bytes(data))
+    except (ValueError, RecursionError):
+        raise InputError("engines.error.bad_json") from None
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -67,6 +95,7 @@ def openai_routes(ctx: AppContext, config: EnginesConfig | None = None) -> APIRo
     """The ``/v1`` router over one :class:`OpenAIService` for ``ctx``."""
     api = OpenAIService(ctx, config)
     router = APIRouter(prefix="/v1")
+    body_limit = max_body_bytes(ctx)
 
     def authorised(request: Request) -> JSONResponse | None:
         key = api.config.api_key
@@ -81,11 +110,11 @@ def openai_routes(ctx: AppContext, config: EnginesConfig | None = None) -> APIRo
         message = Msg.of("engines.error.bad_key").render("en")
         return JSONResponse(error_body(message, "invalid_request_error", "invalid_api_key"), status_code=401)
 
-    @router.get("/models")
+    @router.get("/models", **list_docs())
     def models(request: Request) -> Any:
         return authorised(request) or api.models()
 
-    @router.get("/models/{model_id:path}")
+    @router.get("/models/{model_id:path}", **list_docs())
     def model(model_id: str, request: Request) -> Any:
         denied = authorised(request)
         if denied:
@@ -98,9 +127,9 @@ def openai_routes(ctx: AppContext, config: EnginesConfig | None = None) -> APIRo
         if denied:
             return denied
         try:
-            body = await request.json()
-        except ValueError:
-            return error_response(InputError("engines.error.bad_json"))
+            body = await read_json(request, body_limit)
+        except InputError as exc:
+            return error_response(exc)
         try:
             parsed = api.parse(body, mode)
             if not parsed.stream:
@@ -111,11 +140,11 @@ def openai_routes(ctx: AppContext, config: EnginesConfig | None = None) -> APIRo
         return StreamingResponse(_sse(chunks), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @router.post("/chat/completions")
+    @router.post("/chat/completions", **body_docs(Mode.CHAT))
     async def chat_completions(request: Request) -> Any:
         return await generate(request, Mode.CHAT)
 
-    @router.post("/completions")
+    @router.post("/completions", **body_docs(Mode.COMPLETION))
     async def completions(request: Request) -> Any:
         return await generate(request, Mode.COMPLETION)
 

@@ -12,11 +12,14 @@ from types import MappingProxyType
 
 import gradio as gr
 
+from components.backends_picker import generation_picker
 from components.batch_ui import BatchWidgets, batch_section, wire_batch
-from components.common import ErrorLine, examples, model_picker, run_example
+from components.common import ErrorLine, examples, run_example
 from components.i18n import t
 from components.summarize_handlers import SummarizeHandlers, make_summarizer, rouge_metrics
 from pipelines.context import HEAVY, AppContext
+from pipelines.engines.remote import is_remote
+from pipelines.generation.engines import Engine
 from pipelines.tasks.embeddings import DEFAULT_ENCODER
 from pipelines.tasks.lm_prompting import DEFAULT_LM
 from pipelines.tasks.summarize import MAX_NEW_TOKENS, SummaryMethod
@@ -44,10 +47,17 @@ class Settings:
     sentences: gr.Slider
     ratio: gr.Slider
     max_new: gr.Slider
+    engine: gr.Dropdown
 
     @property
     def inputs(self) -> list[gr.components.Component]:
+        """The settings every endpoint takes (the engine comes last, after the endpoint's own inputs)."""
         return [self.method, self.model, self.sentences, self.ratio, self.max_new]
+
+
+def engine_shown(method: str, model: str) -> gr.Dropdown:
+    """The engine choice applies to a local instruct LM only: hidden for extractive summaries and remote models."""
+    return gr.Dropdown(visible=method == SummaryMethod.ABSTRACTIVE.value and not is_remote(model))
 
 
 @dataclass
@@ -69,12 +79,14 @@ class Single:
 def _settings(ctx: AppContext) -> Settings:
     with gr.Row():
         method = gr.Radio(list(METHOD_CHOICES), value=SummaryMethod.EXTRACTIVE.value, label=t("summarize.method"))
-        model = model_picker(ctx, kinds=("any",), value=DEFAULT_ENCODER)
+        model = generation_picker(ctx, ("any",), DEFAULT_ENCODER, elem_id="summarize-model")
     with gr.Row():
         sentences = gr.Slider(1, 20, value=3, step=1, label=t("summarize.sentences"))
         ratio = gr.Slider(0, 1, value=0, step=0.05, label=t("summarize.ratio"), info=t("summarize.ratio_info"))
         max_new = gr.Slider(16, MAX_NEW_TOKENS, value=128, step=16, label=t("summarize.max_new_tokens"))
-    return Settings(method, model, sentences, ratio, max_new)
+        engine = gr.Dropdown([e.value for e in Engine], value=Engine.AUTO.value, label=t("summarize.engine"),
+                             info=t("summarize.engine_info"), visible=False, elem_id="summarize-engine")
+    return Settings(method, model, sentences, ratio, max_new, engine)
 
 
 def _single(ctx: AppContext, settings: Settings) -> Single:
@@ -96,7 +108,8 @@ def _single(ctx: AppContext, settings: Settings) -> Single:
 def _wire_single(handlers: SummarizeHandlers, settings: Settings, single: Single) -> None:
     summarize = single.errors.guard(handlers.summarize)
     inputs = [single.text, *settings.inputs, single.reference]
-    event = single.run.click(summarize, inputs, single.outputs, api_name="summarize", concurrency_id=HEAVY)
+    event = single.run.click(summarize, [*inputs, settings.engine], single.outputs, api_name="summarize",
+                             concurrency_id=HEAVY)
     clicked = run_example(single.examples, summarize, inputs, single.outputs, concurrency_id=HEAVY)
     single.errors.watch(event, clicked)
 
@@ -104,7 +117,8 @@ def _wire_single(handlers: SummarizeHandlers, settings: Settings, single: Single
 def _wire_batch(ctx: AppContext, handlers: SummarizeHandlers, settings: Settings, batch: BatchWidgets,
                 ex: gr.Examples) -> None:
     inputs = [batch.file, batch.text_col, batch.ref_col, *settings.inputs]
-    wire_batch(ctx, "summarize", batch, handlers.summarize_csv, inputs, "summarize_csv", ex)
+    wire_batch(ctx, "summarize", batch, handlers.summarize_csv, inputs, "summarize_csv", ex,
+               extra_inputs=(settings.engine,))
 
 
 def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
@@ -121,6 +135,8 @@ def build_summarize_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             [batch.file, batch.text_col, batch.ref_col, settings.method, settings.model, settings.sentences])
     settings.method.change(lambda m: gr.Dropdown(value=DEFAULT_MODELS.get(m, "")), settings.method, settings.model,
                            api_visibility="private", queue=False)
+    gr.on([settings.method.change, settings.model.change], engine_shown, [settings.method, settings.model],
+          settings.engine, api_visibility="private", queue=False, show_progress="hidden")
     _wire_single(handlers, settings, single)
     _wire_batch(ctx, handlers, settings, batch, batch_examples)
     return {"method": settings.method, "model": settings.model, "text": single.text, "run": single.run,

@@ -10,7 +10,8 @@ import gradio as gr
 from components.batch_ui import BatchSpec, msg_reporter, run_batch
 from components.i18n import request_lang, say
 from pipelines.context import AppContext
-from pipelines.errors import InputError
+from pipelines.engines.remote_batch import keep_partial, partial_results
+from pipelines.errors import InputError, WorkbenchError
 from pipelines.messages import Msg
 from pipelines.tasks.summarize import (
     AbstractiveSummarizer,
@@ -27,9 +28,11 @@ RESULT_COLUMN = "model_summary"  # distinct from usual reference column names ("
 
 
 def make_summarizer(ctx: AppContext, method: str, model: str, sentences: float, ratio: float,
-                    max_new_tokens: float, progress: Any = None) -> ExtractiveSummarizer | AbstractiveSummarizer:
-    """An extractive or abstractive summariser for the tab's settings."""
-    return build_summarizer(ctx.manager, SummarizerSpec(method, model, sentences, ratio, max_new_tokens), progress)
+                    max_new_tokens: float, progress: Any = None,
+                    engine: str = "auto") -> ExtractiveSummarizer | AbstractiveSummarizer:
+    """An extractive or abstractive summariser for the tab's settings (abstractive: local, llama.cpp or remote)."""
+    spec = SummarizerSpec(method, model, sentences, ratio, max_new_tokens, engine or "auto")
+    return build_summarizer(ctx.manager, spec, progress, ctx)
 
 
 def rouge_note(scores: dict) -> Msg:
@@ -53,17 +56,19 @@ class SummarizeHandlers:
         self.ctx = ctx
 
     def summarize_text(self, text: str, method: str, model: str, sentences: float, ratio: float,
-                       max_new_tokens: float, reference: str, report: Any = None) -> tuple[str, dict, list[Msg]]:
+                       max_new_tokens: float, reference: str, report: Any = None,
+                       engine: str = "auto") -> tuple[str, dict, list[Msg]]:
         """The summary, ROUGE against ``reference`` (empty without one) and the notes (as messages)."""
         from pipelines.tasks.metrics import rouge_scores
 
         if not (text or "").strip():
             raise InputError("summarize.empty_text")
         text, cut = self.ctx.limits.cut(text)
-        summarizer = make_summarizer(self.ctx, method, model, sentences, ratio, max_new_tokens, report)
+        summarizer = make_summarizer(self.ctx, method, model, sentences, ratio, max_new_tokens, report, engine)
         if isinstance(summarizer, AbstractiveSummarizer):
             result = summarizer.summarize(text, report)
-            notes = [Msg.of("summarize.read_chunks", chunks=result["chunks"], levels=result["levels"])]
+            notes = [Msg.of("summarize.read_chunks", chunks=result["chunks"], levels=result["levels"]),
+                     Msg.of("summarize.written_by", model=summarizer.label)]
         else:
             result = summarizer.summarize(text)
             notes = [Msg.of("summarize.kept", count=len(result["sentences"]))]
@@ -72,31 +77,42 @@ class SummarizeHandlers:
         return result["summary"], scores, notes
 
     def summarize(self, text: str, method: str, model: str, sentences: float, ratio: float, max_new_tokens: float,
-                  reference: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Summarise one text. method: extractive | abstractive; ratio > 0 overrides the sentence count.
+                  reference: str, engine: str = "auto", progress: gr.Progress = gr.Progress()) -> tuple:
+        """Summarise one text. method: extractive | abstractive; ratio > 0 overrides the sentence count; model may
+        be remote (``remote:<endpoint>/<model>``); engine (auto, transformers, llama.cpp) runs a local instruct LM.
 
         Returns the summary, ROUGE-1/2/L against ``reference`` (empty dict without one) and a note.
         """
         lang = request_lang()
         summary, scores, notes = self.summarize_text(text, method, model, sentences, ratio, max_new_tokens,
-                                                     reference, msg_reporter(progress, lang))
+                                                     reference, msg_reporter(progress, lang), engine)
         return summary, scores, " ".join(say(n, lang) for n in notes)
 
-    def batch_spec(self, method: str, model: str, sentences: float, ratio: float, max_new_tokens: float) -> BatchSpec:
-        summarizer = make_summarizer(self.ctx, method, model, sentences, ratio, max_new_tokens)
+    def batch_spec(self, method: str, model: str, sentences: float, ratio: float, max_new_tokens: float,
+                   engine: str = "auto") -> BatchSpec:
+        """The batch's per-rows function; a remote model summarises several rows at once."""
+        summarizer = make_summarizer(self.ctx, method, model, sentences, ratio, max_new_tokens, engine=engine)
 
         def process(texts: list[str]) -> list[dict]:
-            return [{RESULT_COLUMN: r["summary"]} for r in summarizer.summarize_many(texts)]
+            try:
+                found = summarizer.summarize_many(texts)
+            except WorkbenchError as exc:  # a remote failure: the rows done before it travel with the error
+                raise keep_partial(exc, [{RESULT_COLUMN: r["summary"]} for r in partial_results(exc)]) from None
+            return [{RESULT_COLUMN: r["summary"]} for r in found]
 
-        return BatchSpec(process, summarizer.batch_size, rouge_metrics, stem="summaries")
+        notes: list[Msg | str] = []
+        if isinstance(summarizer, AbstractiveSummarizer):
+            notes.append(Msg.of("summarize.written_by", model=summarizer.label))
+        return BatchSpec(process, summarizer.batch_size, rouge_metrics, stem="summaries", notes=notes)
 
     def summarize_csv(self, file: str, text_column: str, reference_column: str, method: str, model: str,
-                      sentences: float, ratio: float, max_new_tokens: float, request: gr.Request,
-                      progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-        """Summarise every row of a CSV/TSV/JSONL file; with a reference column, report mean ROUGE.
+                      sentences: float, ratio: float, max_new_tokens: float, engine: str = "auto",
+                      request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """Summarise every row of a CSV/TSV/JSONL file; with a reference column, report mean ROUGE. A remote model
+        (``remote:<endpoint>/<model>``) gets several rows at once; engine runs a local instruct LM.
 
         Yields (status, preview table, [summaries.csv, summaries.json], metrics, None).
         """
         yield from run_batch(self.ctx, TAB, file, text_column, reference_column,
-                             lambda: self.batch_spec(method, model, sentences, ratio, max_new_tokens),
+                             lambda: self.batch_spec(method, model, sentences, ratio, max_new_tokens, engine),
                              request, progress)

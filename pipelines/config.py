@@ -68,6 +68,7 @@ class AppConfig:
     backends: str = field(default="", repr=False)  # remote endpoints "name=url[|key];..." (LMW_BACKENDS): may hold keys
     remote_connect_timeout_s: float = 5.0
     remote_read_timeout_s: float = 60.0
+    remote_concurrency: int = 4  # requests a CSV batch keeps in flight on a remote endpoint (1..64)
     warmup: bool = True  # prepare the embedded models in the background after start-up (LMW_WARMUP=0: off)
 
     def __post_init__(self) -> None:
@@ -119,4 +120,5 @@ class AppConfig:
             backends=os.environ.get("LMW_BACKENDS", "").strip(),
             remote_connect_timeout_s=_env_float("LMW_REMOTE_CONNECT_TIMEOUT", 5.0),
             remote_read_timeout_s=_env_float("LMW_REMOTE_READ_TIMEOUT", 60.0),
+            remote_concurrency=max(1, min(64, _env_int("LMW_REMOTE_CONCURRENCY", 4))),
         )

@@ -35,6 +35,7 @@ from pipelines.table_sniff import (
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON "\\ud800" escapes: not UTF-8, break tokenizers and writers
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 MAX_COLUMNS = 1000
 DELIMITER_NAMES = MappingProxyType({",": Msg("tables.delimiter.comma"), ";": Msg("tables.delimiter.semicolon"),
@@ -131,6 +132,7 @@ def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) ->
         delimiter, _ = sniff_delimiter(text, suffix)
     shown = delimiter or ("\t" if suffix == ".tsv" else ",")
     parse_with = delimiter or unused_char(text)
+    _check_header_width(text, parse_with)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=parse_with)
     header: list[str] | None = None
     parsed = _Parsed([], [], [], 0)
@@ -177,6 +179,28 @@ def _parse_delimited(text: str, suffix: str, max_rows: int, notes: list[str]) ->
     return parsed, shown
 
 
+def _check_header_width(text: str, delimiter: str) -> None:
+    """Refuse a header wider than ``MAX_COLUMNS`` before the csv module builds a list of all its cells (a
+    one-line file of a million columns would take hundreds of MB): delimiters are counted in the first line."""
+    start = len(text) - len(text.lstrip("\r\n"))
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    count = text.count(delimiter, start, end) + 1
+    if count <= MAX_COLUMNS:
+        return
+    if text.find('"', start, end) < 0:  # no quoted cell: every delimiter separates two columns
+        raise InputError("tables.error.too_many_columns", count=f"{count:,}", limit=f"{MAX_COLUMNS:,}")
+    cut = start
+    for _ in range(MAX_COLUMNS + 1):  # parse only the first MAX_COLUMNS + 1 delimiters' worth of the line
+        cut = text.find(delimiter, cut, end) + 1 or end
+    try:
+        cells = next(csv.reader(io.StringIO(text[start:cut], newline=""), delimiter=delimiter), [])
+    except csv.Error:
+        return  # the full reader names the broken line
+    if len(cells) > MAX_COLUMNS:
+        raise InputError("tables.error.too_many_columns", count=f"{MAX_COLUMNS:,}+", limit=f"{MAX_COLUMNS:,}")
+
+
 def _records(reader, line_offset: int):
     """The reader's records, with a csv.Error turned into a sentence naming the line."""
     while True:
@@ -200,19 +224,32 @@ def _check_closed_quote(text: str, delimiter: str, start_line: int, row: int, li
             raise InputError("tables.error.unclosed_quote", where=_where(row, line)) from None
 
 
+def _clean(text: str) -> str:
+    """``text`` with lone surrogates (from JSON escapes such as ``"\\ud800"``) replaced by U+FFFD."""
+    return LONE_SURROGATE.sub("\ufffd", text) if LONE_SURROGATE.search(text) else text
+
+
 def _json_value(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
+        return _clean(value)
+    return _clean(json.dumps(value, ensure_ascii=False))
+
+
+def _load_json(text: str, line: int) -> object:
+    """``json.loads`` with nesting too deep for the parser (``[[[[...``) refused as one keyed sentence."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InputError("hostile.error.json_too_deep", line=line) from None
 
 
 def _parse_json(text: str, max_rows: int) -> _Parsed:
     """A JSON array of objects, ``{"data": [objects]}``, or JSON Lines (one object per line)."""
     stripped = text.strip()
     try:
-        whole, failure = json.loads(stripped), None
+        whole, failure = _load_json(stripped, 1), None
     except ValueError as exc:
         whole, failure = None, exc
     container = _records_in(whole)
@@ -225,21 +262,24 @@ def _parse_json(text: str, max_rows: int) -> _Parsed:
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    items.append((number, json.loads(line)))
+                    items.append((number, _load_json(line, number)))
                 except ValueError:
                     raise InputError("tables.error.json_line", line=number) from None
     header: dict[str, None] = {}
     for number, item in items:
         if not isinstance(item, dict):
             raise InputError(Msg.of(what, number=number))
-        header.update(dict.fromkeys(str(k) for k in item))
+        header.update(dict.fromkeys(_clean(str(k)) for k in item))
+        if len(header) > MAX_COLUMNS:
+            raise InputError("tables.error.too_many_fields", count=f"{len(header):,}+", limit=f"{MAX_COLUMNS:,}")
     names = list(header)
-    if len(names) > MAX_COLUMNS:
-        raise InputError("tables.error.too_many_fields", count=f"{len(names):,}", limit=f"{MAX_COLUMNS:,}")
     parsed = _Parsed(names, [], [], len(items))
     for number, item in items[:max_rows]:
-        values = {str(k): v for k, v in item.items()}
-        parsed.rows.append([_json_value(values.get(name)) for name in names])
+        values = {_clean(str(k)): v for k, v in item.items()}
+        try:
+            parsed.rows.append([_json_value(values.get(name)) for name in names])
+        except RecursionError:
+            raise InputError("hostile.error.json_too_deep", line=number) from None
         parsed.row_numbers.append(number)
     return parsed
 

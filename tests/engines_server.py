@@ -101,3 +101,85 @@ def _read_request(conn: socket.socket) -> bytes:
 def http_head(status: str, headers: dict[str, str] | None = None) -> bytes:
     lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in (headers or {}).items()), "Connection: close", "", ""]
     return "\r\n".join(lines).encode()
+
+
+class CountingProxy:
+    """What a :func:`counting_proxy` saw: requests forwarded and the most that were in flight at once."""
+
+    def __init__(self, url: str, fail_after: int | None) -> None:
+        self.url = url
+        self.fail_after = fail_after  # requests after this many: the connection is dropped, then nothing listens
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.server = None
+
+    def enter(self) -> int:
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return self.requests
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def stop(self) -> None:
+        """Stop listening: later connections are refused."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@contextlib.contextmanager
+def counting_proxy(target: str, fail_after: int | None = None) -> Iterator[CountingProxy]:
+    """A plain HTTP proxy in front of a real server (``target``: its base URL) that counts the requests in flight
+    at once (the client's concurrency, whatever the server does with it). With ``fail_after``, the request after
+    that many has its connection dropped and the proxy stops listening: the server went away mid-batch."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    client = httpx.Client(timeout=300, trust_env=False)
+    port = free_port()
+    stats = CountingProxy(f"http://127.0.0.1:{port}", fail_after)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_args) -> None:
+            pass
+
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            n = stats.enter()
+            try:
+                if stats.fail_after is not None and n > stats.fail_after:
+                    self.close_connection = True
+                    threading.Thread(target=stats.stop, daemon=True).start()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                answer = client.request(self.command, target + self.path, content=body, headers=headers)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+            finally:
+                stats.leave()
+
+        do_GET = do_POST = _forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    stats.server = server
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield stats
+    finally:
+        stats.stop()
+        thread.join(timeout=10)
+        client.close()

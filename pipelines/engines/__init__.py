@@ -1,5 +1,7 @@
 """Engines: the workbench as an OpenAI-compatible server (``openai_server``) and remote OpenAI-compatible
-backends used by the Generate tab (``remote``, ``remote_stream``). No Gradio, no torch at import time."""
+backends: the registry (``remote``), streamed generation for Generate/Compare (``remote_stream``), task prompts of
+Summarize/Extract and their CSV batches (``remote_task``, several requests in flight through ``remote_batch``), and
+the refusal of views that need a model's internals (``internals``). No Gradio, no torch at import time."""
 
 from __future__ import annotations
 

@@ -67,6 +67,8 @@ class OpenAIService:
     def parse(self, body: Any, mode: str) -> ApiRequest:
         request = parse_request(body, mode, self.ctx.limits.max_new_tokens, self.config.default_max_tokens)
         self.check_model(request.model)
+        # the prompt cap before a queue slot or a model load is spent on a request that is refused anyway
+        self.ctx.limits.refuse("".join([request.system, request.text, *(m["content"] for m in request.history)]))
         return request
 
     def _stream(self, request: ApiRequest, stop_event: threading.Event) -> Iterator[GenerationResult]:

@@ -11,6 +11,7 @@ best_of, suffix, logit_bias, penalties, JSON response formats) are refused with 
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from pipelines.generation.settings import GenerationSettings, Mode, StopReason
 MAX_TOP_LOGPROBS = 5
 REFUSED = ("tools", "tool_choice", "functions", "function_call", "logit_bias", "suffix", "audio", "modalities",
            "prediction", "parallel_tool_calls")
+# lone surrogates (JSON "\\ud800" escapes: no UTF-8 text) and control characters other than tab and newlines
+# (tokenizers drop them: a prompt of only "\\u0004" gave the model zero tokens and a 500)
+UNUSABLE = re.compile("[\ud800-\udfff]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 FINISH = MappingProxyType({StopReason.EOS: "stop", StopReason.STOP_STRING: "stop", StopReason.STOPPED: "stop",
                           StopReason.LENGTH: "length"})
 
@@ -42,6 +46,12 @@ class ApiRequest:
     include_usage: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone UTF-16 surrogates (legal in JSON escapes, not in UTF-8) replaced by U+FFFD and control
+    characters (other than tab, CR and LF) removed."""
+    return UNUSABLE.sub(lambda m: "" if m.group() < "\ud800" else "\ufffd", text)
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float, kind: type = float) -> Any:
@@ -72,13 +82,13 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
 def _content(value: Any) -> str:
     """A message's text: a string, or a list of ``{"type": "text", "text": ...}`` parts."""
     if value is None or isinstance(value, str):
-        return value or ""
+        return clean_text(value or "")
     if isinstance(value, list):
         parts = []
         for part in value:
             if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
                 raise InputError("engines.error.text_only")
-            parts.append(part["text"])
+            parts.append(clean_text(part["text"]))
         return "".join(parts)
     raise InputError("engines.error.text_only")
 
@@ -100,7 +110,8 @@ def _settings(body: dict[str, Any], mode: str, max_tokens_cap: int, default_max:
     if top_p is not None and top_p > 0:
         sampling["top_p"] = top_p
     return GenerationSettings(
-        max_new_tokens=max(1, min(max_tokens or default_max, max_tokens_cap)), stop_strings=[s for s in stops if s],
+        max_new_tokens=max(1, min(max_tokens or default_max, max_tokens_cap)),
+        stop_strings=[clean_text(s) for s in stops if s],
         seed=(seed % 2**31) if seed is not None else -1, mode=mode, **sampling,
     ).validated()
 
@@ -116,7 +127,7 @@ def parse_request(body: Any, mode: str, max_tokens_cap: int, default_max: int = 
     settings = _settings(body, mode, max_tokens_cap, default_max)
     stream = bool(body.get("stream"))
     options = body.get("stream_options") or {}
-    request = ApiRequest(model.strip(), mode, "", settings, stream=stream,
+    request = ApiRequest(clean_text(model.strip()), mode, "", settings, stream=stream,
                          include_usage=stream and isinstance(options, dict) and bool(options.get("include_usage")))
     if mode == Mode.CHAT:
         _chat_fields(body, request)
@@ -137,7 +148,7 @@ def _chat_fields(body: dict[str, Any], request: ApiRequest) -> None:
         elif role in ("user", "assistant"):
             turns.append({"role": role, "content": _content(message.get("content"))})
         else:
-            raise InputError("engines.error.bad_role", role=str(role)[:40])
+            raise InputError("engines.error.bad_role", role=clean_text(str(role)[:40]))
     if not turns or turns[-1]["role"] != "user":
         raise InputError("engines.error.last_not_user")
     request.system = "\n\n".join(s for s in systems if s)
@@ -157,7 +168,7 @@ def _completion_fields(body: dict[str, Any], request: ApiRequest) -> None:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise InputError("engines.error.prompt_text")
-    request.text = prompt
+    request.text = clean_text(prompt)
     value = _number(body, "logprobs", 0, MAX_TOP_LOGPROBS, int)
     request.logprobs = value is not None
     request.top_logprobs = value or 0
@@ -219,4 +230,4 @@ def full_response(request: ApiRequest, result: GenerationResult) -> dict[str, An
 
 
 def error_body(message: str, kind: str, code: str | None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return {"error": {"message": clean_text(message), "type": kind, "param": param, "code": code}}

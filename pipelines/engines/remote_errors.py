@@ -1,4 +1,4 @@
-"""Remote failures as one keyed sentence each: unreachable, 401, 404, 429, timeout, a broken stream."""
+"""Remote failures as one keyed sentence each: unreachable, TLS, 401, 404, 429, timeout, a broken stream."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def transport_error(exc: BaseException, endpoint: str) -> WorkbenchError:
 
     if isinstance(exc, WorkbenchError):
         return exc
+    if isinstance(exc, httpx.ConnectError) and _tls_failure(exc):
+        return ModelLoadError("engines.error.remote_tls", name=endpoint)
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
         return ModelLoadError("engines.error.remote_unreachable", name=endpoint)
     if isinstance(exc, httpx.TimeoutException):
@@ -33,3 +35,18 @@ def transport_error(exc: BaseException, endpoint: str) -> WorkbenchError:
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return ModelLoadError("engines.error.stream_truncated", name=endpoint)
     return ModelLoadError("engines.error.remote_failed", name=endpoint, kind=type(exc).__name__)
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a connection failed in its TLS handshake (a certificate, or a server that does not speak TLS)."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore's error, which wraps the ssl module's
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError) or "ssl" in type(seen).__name__.lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()
+    return "certificate" in text or "ssl" in text

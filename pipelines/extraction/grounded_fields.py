@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.errors import InputError
+from pipelines.engines.remote_batch import keep_partial, partial_results
+from pipelines.errors import InputError, WorkbenchError
 from pipelines.extraction.expected import for_field
 from pipelines.extraction.scoring import best_by_lm, type_prior
 from pipelines.extraction.spans import Span, candidate_spans, find_in_text, overlaps, pattern_spans
@@ -77,10 +78,13 @@ def specificity(expected: tuple[str, ...]) -> int:
 
 
 class GroundedFields:
-    """``extract(text, fields) -> FieldsResult`` with spaCy ``nlp`` (optional) and a causal ``lm``."""
+    """``extract(text, fields) -> FieldsResult`` with spaCy ``nlp`` (optional) and a causal ``lm`` (a
+    :class:`~pipelines.generation.task_lm.TaskLM`, or a loaded causal LM, wrapped in one)."""
 
     def __init__(self, nlp: Any, lm: Any, max_text_tokens: int = 1200) -> None:
-        self.nlp, self.lm, self.max_text_tokens = nlp, lm, max_text_tokens
+        from pipelines.generation.task_lm import as_task_lm
+
+        self.nlp, self.lm, self.max_text_tokens = nlp, as_task_lm(lm), max_text_tokens
 
     def preprocess(self, text: str, raw_fields: str) -> Prepared:
         if not (text or "").strip():
@@ -89,10 +93,12 @@ class GroundedFields:
         candidates = candidate_spans(self.nlp(text), text) if self.nlp is not None else pattern_spans(text)
         return Prepared(text, names, candidates, {name: for_field(name) for name in names})
 
-    def forward(self, prep: Prepared) -> dict[str, Any]:
+    def forward(self, prep: Prepared, reply: tuple[str, bool] | None = None) -> dict[str, Any]:
+        """The LM's JSON reply (asked now, or ``reply``: (raw reply, text was cut)) and each field's span."""
         from pipelines.tasks.fields import lm_fields_reply
 
-        raw, cut = lm_fields_reply(self.lm, prep.text, prep.names, self.max_text_tokens)
+        raw, cut = reply if reply is not None else lm_fields_reply(self.lm, prep.text, prep.names,
+                                                                    self.max_text_tokens)
         parsed = parse_json_reply(raw)
         values, problems = validate_fields(parsed.data, prep.names) if parsed.data is not None else ({}, [])
         problems = [p for p in problems if p.key != "extract.fields_missing"]  # decided after grounding
@@ -164,3 +170,24 @@ class GroundedFields:
     def extract(self, text: str, raw_fields: str) -> FieldsResult:
         prep = self.preprocess(text, raw_fields)
         return self.postprocess(prep, self.forward(prep))
+
+    def extract_many(self, texts: list[str], raw_fields: str) -> list[FieldsResult]:
+        """:meth:`extract` for several non-empty texts: spaCy reads them here, the LM's JSON replies are asked for
+        in one call (a remote LM answers them concurrently), then each is grounded in its text."""
+        from pipelines.tasks.fields import fields_request, first_object
+
+        preps = [self.preprocess(text, raw_fields) for text in texts]
+        if not preps:
+            return []
+        asks = [fields_request(self.lm, p.text, p.names, self.max_text_tokens) for p in preps]
+
+        def results(replies: list[str]) -> list[FieldsResult]:
+            return [self.postprocess(p, self.forward(p, (first_object(r), a.cut)))
+                    for p, a, r in zip(preps, asks, replies, strict=False)]
+
+        try:
+            replies = self.lm.replies([a.prompt for a in asks], max_new_tokens=asks[0].max_new_tokens,
+                                      prefill=asks[0].prefill, repetition_penalty=1.0)
+        except WorkbenchError as exc:  # a remote failure: the texts answered before it travel with the error
+            raise keep_partial(exc, results(partial_results(exc))) from None
+        return results(replies)

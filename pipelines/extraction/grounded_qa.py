@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.errors import InputError
+from pipelines.engines.remote_batch import keep_partial, partial_results
+from pipelines.errors import InputError, WorkbenchError
 from pipelines.extraction.expected import for_question
 from pipelines.extraction.scoring import best_by_lm, question_overlap, type_prior
 from pipelines.extraction.spans import Span, candidate_spans, content_words, find_in_text, locate, overlaps
@@ -22,6 +23,7 @@ REPLY_BONUS = 1.5  # a span the LM's own reply contains
 VERB_BONUS = 1.0  # a span whose head word is a verb or noun of the question ("What will X open?" -> its object)
 LOW_CONFIDENCE = 2.0  # below this score the answer is shown with a note that the text may not answer it
 MAX_CONTEXT_TOKENS = 1200
+REPLY_TOKENS = 24
 
 
 @dataclass
@@ -76,10 +78,13 @@ def head_lemma(doc: Any, span: Span) -> str:
 
 
 class GroundedQA:
-    """``answer(question, context) -> QAResult`` with spaCy ``nlp``, a sentence ``encoder`` and a causal ``lm``."""
+    """``answer(question, context) -> QAResult`` with spaCy ``nlp``, a sentence ``encoder`` and a causal ``lm`` (a
+    :class:`~pipelines.generation.task_lm.TaskLM`, or a loaded causal LM, wrapped in one)."""
 
     def __init__(self, nlp: Any, encoder: Any, lm: Any = None) -> None:
-        self.nlp, self.encoder, self.lm = nlp, encoder, lm
+        from pipelines.generation.task_lm import as_task_lm
+
+        self.nlp, self.encoder, self.lm = nlp, encoder, as_task_lm(lm)
 
     def preprocess(self, question: str, context: str) -> Parsed:
         check_question(question, context)
@@ -110,11 +115,21 @@ class GroundedQA:
                  for i, s in enumerate(sentences)]
         return sorted(range(len(sentences)), key=lambda i: -score[i])
 
-    def forward(self, parsed: Parsed) -> dict[str, Any]:
-        """The LM's short reply, and every candidate's score (type, evidence sentence, question overlap, LM)."""
-        evidence = sorted(parsed.ranking[:2])
-        passage = " ".join(parsed.sentences[i].text for i in evidence)
-        reply = self._reply(parsed.question, passage) if self.lm is not None else None
+    @staticmethod
+    def passage(parsed: Parsed) -> str:
+        """The two best evidence sentences, in text order."""
+        return " ".join(parsed.sentences[i].text for i in sorted(parsed.ranking[:2]))
+
+    @staticmethod
+    def reply_prompt(question: str, passage: str) -> str:
+        return f"Context: {passage}\n\nQuestion: {question}\nAnswer in a few words, using only the context."
+
+    def forward(self, parsed: Parsed, reply: str | None = None, asked: bool = False) -> dict[str, Any]:
+        """The LM's short reply (asked now, or ``reply`` when ``asked``), and every candidate's score (type,
+        evidence sentence, question overlap, LM)."""
+        passage = self.passage(parsed)
+        if not asked:
+            reply = self._reply(parsed.question, passage) if self.lm is not None else None
         words = content_words(parsed.question)
         lemmas = {t.lemma_.lower() for t in self.nlp(parsed.question) if t.is_alpha and not t.is_stop}
         scored = []
@@ -136,10 +151,7 @@ class GroundedQA:
         return {"parsed": parsed, "reply": reply, "ranked": best_by_lm(self.lm, prompt, scored)}
 
     def _reply(self, question: str, passage: str) -> str:
-        from pipelines.tasks.lm_prompting import GenerationConfig, generate
-
-        prompt = f"Context: {passage}\n\nQuestion: {question}\nAnswer in a few words, using only the context."
-        return generate(self.lm, prompt, GenerationConfig(max_new_tokens=24)).split("\n")[0].strip()
+        return first_line(self.lm.reply(self.reply_prompt(question, passage), max_new_tokens=REPLY_TOKENS))
 
     def postprocess(self, out: dict[str, Any]) -> QAResult:
         parsed: Parsed = out["parsed"]
@@ -171,3 +183,25 @@ class GroundedQA:
 
     def answer(self, question: str, context: str) -> QAResult:
         return self.postprocess(self.forward(self.preprocess(question, context)))
+
+    def answer_many(self, question: str, contexts: list[str]) -> list[QAResult]:
+        """:meth:`answer` for several non-empty contexts: they are parsed here, the LM's replies are asked for in
+        one call (a remote LM answers them concurrently), then the spans are scored."""
+        parsed = [self.preprocess(question, c) for c in contexts]
+        if self.lm is None:
+            return [self.postprocess(self.forward(p)) for p in parsed]
+
+        def results(replies: list[str]) -> list[QAResult]:
+            return [self.postprocess(self.forward(p, first_line(r), asked=True))
+                    for p, r in zip(parsed, replies, strict=False)]
+
+        try:
+            replies = self.lm.replies([self.reply_prompt(p.question, self.passage(p)) for p in parsed],
+                                      max_new_tokens=REPLY_TOKENS)
+        except WorkbenchError as exc:  # a remote failure: the contexts answered before it travel with the error
+            raise keep_partial(exc, results(partial_results(exc))) from None
+        return results(replies)
+
+
+def first_line(reply: str) -> str:
+    return (reply or "").split("\n")[0].strip()

@@ -36,25 +36,35 @@ def question_overlap(span: Span, words: set[str]) -> float | None:
     return None if shared >= 1.0 else shared
 
 
-def lm_span_scores(lm: Any, prompt: str, spans: Sequence[Span]) -> list[float]:
-    """Mean log-probability per token of each span as the LM's reply to ``prompt`` (higher is likelier)."""
+def lm_span_scores(lm: Any, prompt: str, spans: Sequence[Span]) -> list[float] | None:
+    """Mean log-probability per token of each span as the LM's reply to ``prompt`` (higher is likelier).
+
+    ``lm`` is a :class:`~pipelines.generation.task_lm.TaskLM` (or a loaded causal LM); None when it cannot score
+    fixed replies (a remote model).
+    """
+    from pipelines.generation.task_lm import as_task_lm
+
+    lm = as_task_lm(lm)
     if not spans or lm is None:
         return [0.0] * len(spans)
-    from pipelines.tasks.lm_prompting import label_logliks
-
     texts = [s.text[:1].upper() + s.text[1:] for s in spans]  # a reply starts with a capital letter
-    sums = label_logliks(lm, prompt, texts)
-    sizes = [max(1, len(lm.tokenizer(t, add_special_tokens=False)["input_ids"])) for t in texts]
+    sums = lm.label_logliks(prompt, texts)
+    if sums is None:
+        return None
+    sizes = [max(1, lm.count_tokens(t)) for t in texts]
     return [total / size for total, size in zip(sums, sizes, strict=True)]
 
 
 def best_by_lm(lm: Any, prompt: str, scored: list[tuple[float, Span]]) -> list[tuple[float, Span]]:
-    """``(prior, span)`` pairs re-ranked by prior + LM score (the LM scores the top :data:`MAX_SCORED` only)."""
+    """``(prior, span)`` pairs re-ranked by prior + LM score (the LM scores the top :data:`MAX_SCORED` only; an
+    LM that cannot score leaves the priors alone)."""
     ranked = sorted(scored, key=lambda pair: -pair[0])
     top = ranked[:MAX_SCORED]
     if lm is None or len(top) < 2:
         return top
     lm_scores = lm_span_scores(lm, prompt, [span for _, span in top])
+    if lm_scores is None:
+        return top
     best = max(lm_scores)
     rescored = [(prior + LM_WEIGHT * max(s - best, LM_FLOOR), span)
                 for (prior, span), s in zip(top, lm_scores, strict=True)]

@@ -79,6 +79,9 @@ class BatchJob(WorkerJob):
                     raise WorkbenchError("batch.result_count", rows=len(chunk), results=len(out))
                 self.results.extend(out)
         except WorkbenchError as exc:
+            from pipelines.engines.remote_batch import partial_results
+
+            self.results.extend(partial_results(exc))  # rows a remote engine answered before it failed
             self.error = exc.msg
         except Exception as exc:  # noqa: BLE001 - reported to the user; rows done are kept
             log.exception("Batch job failed")

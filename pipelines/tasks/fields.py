@@ -107,17 +107,40 @@ def fields_prompt(text: str, fields: list[str]) -> str:
             f"is not in the text.\n\nExample:\n{EXAMPLE}\n\nText: \"{text}\"\nKeys: {', '.join(fields)}\nJSON:")
 
 
-def lm_fields_reply(lm: Any, text: str, fields: list[str], max_text_tokens: int = 1200) -> tuple[str, bool]:
-    """The LM's raw JSON reply for ``fields`` of ``text`` (cut at its first ``}``), and whether the text was cut."""
-    from pipelines.tasks.lm_prompting import GenerationConfig, generate, truncate_tokens
+@dataclass(frozen=True)
+class FieldsRequest:
+    """What the LM is asked for one text: the prompt, the start of the reply it continues, and its length."""
 
-    clipped, cut = truncate_tokens(lm.tokenizer, text, max_text_tokens)
+    prompt: str
+    prefill: str
+    max_new_tokens: int
+    cut: bool  # the text was cut to ``max_text_tokens``
+
+
+def fields_request(lm: Any, text: str, fields: list[str], max_text_tokens: int = 1200) -> FieldsRequest:
+    """The request for ``fields`` of ``text`` (cut to ``max_text_tokens`` tokens of ``lm``, a TaskLM)."""
+    clipped, cut = lm.truncate(text, max_text_tokens)
     prefill = "{" + json.dumps(fields[0], ensure_ascii=False) + ":"
-    reply = generate(lm, fields_prompt(clipped, fields), GenerationConfig(max_new_tokens=16 + 24 * len(fields),
-                                                                        repetition_penalty=1.0), prefill=prefill)
-    if "}" in reply:
-        reply = reply[:reply.index("}") + 1]  # a flat object ends at its first closing brace
-    return reply, cut
+    return FieldsRequest(fields_prompt(clipped, fields), prefill, 16 + 24 * len(fields), cut)
+
+
+def first_object(reply: str) -> str:
+    """The reply up to its first ``}`` (a flat object ends at its first closing brace)."""
+    return reply[:reply.index("}") + 1] if "}" in reply else reply
+
+
+def lm_fields_reply(lm: Any, text: str, fields: list[str], max_text_tokens: int = 1200) -> tuple[str, bool]:
+    """The LM's raw JSON reply for ``fields`` of ``text`` (cut at its first ``}``), and whether the text was cut.
+
+    ``lm``: a :class:`~pipelines.generation.task_lm.TaskLM` (a loaded causal LM is wrapped in one).
+    """
+    from pipelines.generation.task_lm import as_task_lm
+
+    lm = as_task_lm(lm)
+    request = fields_request(lm, text, fields, max_text_tokens)
+    reply = lm.reply(request.prompt, max_new_tokens=request.max_new_tokens, prefill=request.prefill,
+                     repetition_penalty=1.0)
+    return first_object(reply), request.cut
 
 
 def extract_fields(lm: Any, text: str, raw_fields: str, nlp: Any = None, max_text_tokens: int = 1200) -> dict:

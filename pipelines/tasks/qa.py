@@ -75,15 +75,29 @@ class ExtractiveQA(Task[tuple[str, str], dict]):
                         score=best["score"], label="answer")
 
 
-def make_answerer(manager: ModelManager, ref: str = "", progress: Any = None, encoder_ref: str = "minilm-l6") -> Any:
-    """An object with ``answer(question, context) -> QAResult``: extractive for a QA model, grounded for an LM."""
+def make_answerer(manager: ModelManager, ref: str = "", progress: Any = None, encoder_ref: str = "minilm-l6",
+                  ctx: Any = None, engine: str = "auto") -> Any:
+    """An object with ``answer(question, context) -> QAResult``: extractive for a QA model, grounded for an LM.
+
+    With the app context ``ctx`` the LM may be remote (``remote:<endpoint>/<model>``) or run by llama.cpp
+    (``engine``; see :func:`~pipelines.generation.task_lm.task_lm`).
+    """
+    from pipelines.engines.remote import is_remote
     from pipelines.extraction.grounded_qa import GroundedQA
     from pipelines.tasks.embeddings import get_encoder
 
     ref = (ref or "").strip() or DEFAULT_LM
-    kind = manager.default_kind(manager.resolve(ref))
+    remote = is_remote(ref)
+    if remote and ctx is None:
+        raise InputError("extract.remote_needs_app", model=ref)
+    kind = "causal-lm" if remote else manager.default_kind(manager.resolve(ref))
     if kind == "causal-lm":
-        lm = manager.load(ref, "causal-lm", progress=progress)
+        if ctx is not None:
+            from pipelines.generation.task_lm import task_lm
+
+            lm: Any = task_lm(ctx, ref, engine or "auto", progress)
+        else:
+            lm = manager.load(ref, "causal-lm", progress=progress)
         nlp = manager.load(DEFAULT_NER, progress=progress).model
         return GroundedQA(nlp, get_encoder(manager, encoder_ref), lm)
     if kind not in ("qa", "encoder"):
@@ -91,10 +105,11 @@ def make_answerer(manager: ModelManager, ref: str = "", progress: Any = None, en
     return ExtractiveQA(manager.load(ref, "qa", progress=progress))
 
 
-def answer_question(manager: ModelManager, ref: str, question: str, context: str, progress: Any = None) -> QAResult:
-    """Extractive QA for a QA model; for a causal LM, the best-supported span of the context."""
+def answer_question(manager: ModelManager, ref: str, question: str, context: str, progress: Any = None,
+                    ctx: Any = None, engine: str = "auto") -> QAResult:
+    """Extractive QA for a QA model; for a causal LM (local or remote), the best-supported span of the context."""
     check_question(question, context)
-    return make_answerer(manager, ref, progress).answer(question, context)
+    return make_answerer(manager, ref, progress, ctx=ctx, engine=engine).answer(question, context)
 
 
 def qa_highlight(context: str, result: QAResult) -> dict:
