@@ -12,7 +12,8 @@ from typing import Any
 import gradio as gr
 
 from components.common import ErrorLine, examples
-from components.finetune_handlers import NUMBER_FIELDS, FinetuneHandlers, RunsView, TrainView
+from components.finetune_handlers import NUMBER_FIELDS, REFRESH_S, FinetuneHandlers, RunsView, TrainView
+from components.finetune_hardware import HardwareForm, hardware_form
 from components.i18n import request_lang, t
 from pipelines.context import HEAVY, AppContext
 from pipelines.models.embedded import EMBEDDED
@@ -51,6 +52,8 @@ class SettingsForm:
 class TrainPanel:
     start: gr.Button
     stop: gr.Button
+    resume: gr.Button
+    timer: gr.Timer  # follows a run that was running when the page loaded (a reload, an app restart)
     errors: ErrorLine
     spec: gr.Textbox
     outputs: list[gr.components.Component]
@@ -68,6 +71,7 @@ class RunsPanel:
     action: gr.Markdown
     zip_file: gr.File
     report: gr.Button
+    card: gr.Button
 
 
 def _data_form(ctx: AppContext) -> DataForm:
@@ -126,6 +130,8 @@ def _train_panel(ctx: AppContext, handlers: FinetuneHandlers) -> TrainPanel:
     with gr.Row():
         start = gr.Button(t("finetune.start"), variant="primary", elem_id="ft-start")
         stop = gr.Button(t("finetune.stop"), variant="stop", elem_id="ft-stop")
+        resume = gr.Button(t("finetune.resume"), elem_id="ft-resume")
+    gr.Markdown(t("finetune.resume_info"), elem_id="ft-resume-info")
     errors = ErrorLine(ctx, "ft-train-errors")
     run_id = gr.Textbox(label=t("finetune.run_id"), interactive=False, elem_id="ft-run-id")
     progress = gr.HTML(elem_id="ft-progress")  # "No training yet." in the page's language, at load
@@ -136,7 +142,9 @@ def _train_panel(ctx: AppContext, handlers: FinetuneHandlers) -> TrainPanel:
     with gr.Row():
         confusion = gr.Plot(label=t("finetune.confusion"), elem_id="ft-confusion")
         details = gr.Dataframe(label=t("finetune.details"), interactive=False, wrap=True, elem_id="ft-details")
-    return TrainPanel(start, stop, errors, spec, [run_id, progress, loss, log, results, confusion, details])
+    timer = gr.Timer(REFRESH_S, active=False)
+    return TrainPanel(start, stop, resume, timer, errors, spec,
+                      [run_id, progress, loss, log, results, confusion, details])
 
 
 def _runs_panel(ctx: AppContext) -> RunsPanel:
@@ -147,12 +155,13 @@ def _runs_panel(ctx: AppContext) -> RunsPanel:
         refresh = gr.Button(t("finetune.refresh"), elem_id="ft-refresh")
         download = gr.Button(t("finetune.download"), elem_id="ft-download")
         report = gr.Button(t("evaluate.run_report"), elem_id="ft-run-report")
+        card = gr.Button(t("evaluate.run_card"), elem_id="ft-run-card")
         merge = gr.Button(t("finetune.merge"), elem_id="ft-merge")
         delete = gr.Button(t("finetune.delete"), variant="stop", elem_id="ft-delete")
     errors = ErrorLine(ctx, "ft-run-errors")
     action = gr.Markdown(elem_id="ft-action")
     zip_file = gr.File(label=t("finetune.zip"), interactive=False, elem_id="ft-zip")
-    return RunsPanel(table, pick, refresh, download, merge, delete, errors, action, zip_file, report)
+    return RunsPanel(table, pick, refresh, download, merge, delete, errors, action, zip_file, report, card)
 
 
 # ---- converting plain views into component updates -------------------------------------------------------
@@ -173,17 +182,21 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     gr.Markdown(t("finetune.intro"))
     data = _data_form(ctx)
     settings = _settings_form()
+    hardware = hardware_form()
     train = _train_panel(ctx, handlers)
+    results = _results_panel(ctx)
     runs = _runs_panel(ctx)
+    _wire_results(ctx, results, runs.pick, train.outputs[0])
     _wire_data(handlers, data, settings)
-    _wire_training(handlers, data, settings, train, runs)
+    _wire_training(handlers, data, settings, hardware, train, runs)
     _wire_runs(handlers, runs)
     _wire_load(handlers, train, runs)
-    run_id, progress, loss, log, results, *_ = train.outputs
+    handlers.reattach()  # a training child left running by a previous app: follow it (and hold the slot)
+    run_id, progress, loss, log, results_md, *_ = train.outputs
     return {"file": data.upload, "task": data.task, "base": data.base, "text_col": data.cols[0],
             "label_col": data.cols[1], "prompt_col": data.cols[2], "response_col": data.cols[3],
             "preset": settings.preset, "start": train.start, "stop": train.stop, "run_id": run_id,
-            "progress": progress, "loss": loss, "log": log, "results": results, "runs": runs.table,
+            "progress": progress, "loss": loss, "log": log, "results": results_md, "runs": runs.table,
             "run_pick": runs.pick, **settings.numbers}
 
 
@@ -214,8 +227,25 @@ def _wire_data(handlers: FinetuneHandlers, data: DataForm, settings: SettingsFor
     settings.preset.change(handlers.preset_values, [settings.preset, data.task], numbers, api_visibility="private")
 
 
-def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: SettingsForm, train: TrainPanel,
-                   runs: RunsPanel) -> None:
+def _results_panel(ctx: AppContext) -> dict[str, Any] | None:
+    """The before/after and baseline panel (components/finetune_results.py), wired once the run pickers exist."""
+    try:
+        from components.finetune_results import build_results_panel
+    except ImportError:
+        return None
+    return build_results_panel(ctx)
+
+
+def _wire_results(ctx: AppContext, panel: dict[str, Any] | None, *sources: gr.components.Component) -> None:
+    """The panel follows the picked run and the run just trained (their values are run ids)."""
+    if panel is not None:
+        from components.finetune_results import wire_results_panel
+
+        wire_results_panel(ctx, panel, *sources)
+
+
+def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: SettingsForm, hardware: HardwareForm,
+                   train: TrainPanel, runs: RunsPanel) -> None:
     outputs = [*train.outputs, runs.table, runs.pick]
 
     def finetune(path: str | None, spec_json: str, request: gr.Request):
@@ -232,21 +262,31 @@ def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: Setting
         for shown in handlers.follow(job, lang):
             yield train_updates(handlers, shown, lang)
 
+    def resume_finetune(run: str | None, request: gr.Request):
+        """Continue a stopped, failed or interrupted run from its last checkpoint (same data order; the curves
+        continue from the checkpoint's step). Streams progress like ``finetune``; the first output is the run id."""
+        lang = request_lang(request)
+        job = handlers.resume(run, session_key(request))
+        for shown in handlers.follow(job, lang):
+            yield train_updates(handlers, shown, lang)
+
     def stop(request: gr.Request) -> tuple:
         lang = request_lang(request)
         shown = handlers.stop(session_key(request), lang)
         return tuple(gr.skip() for _ in outputs) if shown is None else train_updates(handlers, shown, lang)
 
     inputs = [data.task, data.base, data.run_name, settings.preset, settings.targets, settings.checkpointing,
-              *data.cols, *(settings.numbers[n] for n in NUMBER_FIELDS)]
+              *data.cols, *(settings.numbers[n] for n in NUMBER_FIELDS), *hardware.inputs]
     collect = train.start.click(train.errors.guard(handlers.collect), inputs, train.spec, api_visibility="private")
     train_event = collect.success(
         train.errors.guard(finetune), [data.upload, train.spec], outputs, api_name="finetune",
         concurrency_id=TRAINING, concurrency_limit=4, show_progress="hidden",
     )
-    stop_event = train.stop.click(train.errors.guard(stop), None, outputs, cancels=[train_event],
+    resume_event = train.resume.click(train.errors.guard(resume_finetune), runs.pick, outputs,
+                                      api_name="resume_finetune", concurrency_id=TRAINING, show_progress="hidden")
+    stop_event = train.stop.click(train.errors.guard(stop), None, outputs, cancels=[train_event, resume_event],
                                   api_name="stop_finetune", concurrency_limit=None)
-    train.errors.watch(collect, train_event, stop_event)
+    train.errors.watch(collect, train_event, resume_event, stop_event)
 
 
 def _wire_runs(handlers: FinetuneHandlers, runs: RunsPanel) -> None:
@@ -264,6 +304,9 @@ def _wire_runs(handlers: FinetuneHandlers, runs: RunsPanel) -> None:
         """A self-contained HTML report of a run: settings, data summary, loss curves, evaluations, environment."""
         return handlers.run_report(run, request_lang(request))
 
+    def run_card(run: str | None, request: gr.Request) -> str:
+        return handlers.run_card(run, request_lang(request))
+
     def merge(run: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
         return handlers.merge(run, request_lang(request), lambda f, desc: progress(f, desc=desc))
 
@@ -276,6 +319,7 @@ def _wire_runs(handlers: FinetuneHandlers, runs: RunsPanel) -> None:
         runs.refresh.click(refresh, runs.pick, [runs.table, runs.pick], api_visibility="private"),
         runs.download.click(guard(download), runs.pick, runs.zip_file, api_name="download_run"),
         runs.report.click(guard(run_report), runs.pick, runs.zip_file, api_name="run_report"),
+        runs.card.click(guard(run_card), runs.pick, runs.zip_file, api_visibility="private"),
         runs.delete.click(guard(delete), runs.pick, [runs.action, runs.table, runs.pick], api_name="delete_run"),
     ]
     merge_event = runs.merge.click(guard(merge), runs.pick, runs.action, api_name="merge_run", concurrency_id=HEAVY)
@@ -285,13 +329,31 @@ def _wire_runs(handlers: FinetuneHandlers, runs: RunsPanel) -> None:
 
 
 def _wire_load(handlers: FinetuneHandlers, train: TrainPanel, runs: RunsPanel) -> None:
-    """At page load: the runs on disk (the newest selected) and the empty progress line, in the page's language."""
+    """At page load: the runs on disk (the newest selected) and the progress line, in the page's language; when a
+    run is training (a reload, another tab, an app restart) its live progress, followed by the timer."""
+    outputs = [*train.outputs, runs.table, runs.pick, train.timer]
 
     def on_load(selected: str | None, request: gr.Request) -> tuple:
         lang = request_lang(request)
-        return (*runs_updates(handlers.runs(lang, selected)), handlers.idle_progress(lang))
+        job = handlers.follow_current(session_key(request))
+        if job is None:
+            idle = [gr.skip()] * len(train.outputs)
+            idle[1] = handlers.idle_progress(lang)
+            return (*idle, *runs_updates(handlers.runs(lang, selected)), gr.Timer(active=False))
+        shown = handlers.view(job, final=False, lang=lang)
+        return (*train_updates(handlers, shown, lang)[:-2], *runs_updates(handlers.runs(lang, selected)),
+                gr.Timer(active=True))
+
+    def on_tick(request: gr.Request) -> tuple:
+        lang = request_lang(request)
+        job = handlers.session_job(session_key(request))
+        if job is None:
+            return (*[gr.skip()] * (len(outputs) - 1), gr.Timer(active=False))
+        shown = handlers.view(job, final=not job.running, lang=lang)
+        return (*train_updates(handlers, shown, lang), gr.Timer(active=job.running))
 
     root = gr.context.Context.root_block
     if root is not None:
-        root.load(on_load, runs.pick, [runs.table, runs.pick, train.outputs[1]], api_visibility="private",
-                  queue=False, show_progress="hidden")
+        root.load(on_load, runs.pick, outputs, api_visibility="private", queue=False, show_progress="hidden")
+    train.timer.tick(on_tick, None, outputs, api_visibility="private", show_progress="hidden",
+                     concurrency_limit=None)

@@ -1,7 +1,9 @@
 """The Fine-tune tab's handlers: plain values in, plain values out (no Gradio components), testable directly.
 
-Training runs as a :class:`~pipelines.training.job.TrainingJob` kept in ``ctx.sessions`` under the browser session
-and the kind ``"train"``: Stop finds it there, and closing the page stops it (``Sessions.end``).
+Training runs in a launched child process followed by a :class:`~pipelines.training.job.TrainingJob`, kept in
+``ctx.sessions`` under the browser session (Stop finds it there) and under :data:`FOLLOWED`, the app's own key:
+a reloaded page, another handler instance or a restarted app (:meth:`FinetuneHandlers.reattach`) finds the
+running job there and shows its live progress again.
 """
 
 from __future__ import annotations
@@ -12,23 +14,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.context import AppContext
-from pipelines.errors import InputError, WorkbenchError
+from pipelines.errors import BusyError, InputError, WorkbenchError
 from pipelines.messages import render
 from pipelines.tables import Table
 from pipelines.training import view
 from pipelines.training.data import ColumnMapping, guess_mapping, prepare
 from pipelines.training.enums import RunStatus, TrainTask
+from pipelines.training.hardware import ControlSettings, HardwareSettings
 from pipelines.training.job import KIND, JobState, TrainingJob, base_location
+from pipelines.training.recovery import live_child
 from pipelines.training.settings import DEFAULT_MODELS, TrainSettings, preset
 from pipelines.training.spec import JobSpec
-from pipelines.training.store import check_run_id
+from pipelines.training.store import TMP_SUFFIX, check_run_id
 
 PREVIEW_ROWS = 20
 REFRESH_S = 0.7
 ROLES = ("text", "label", "prompt", "response")
 # Settings shown as number fields, in UI order (target modules and checkpointing are separate widgets).
 NUMBER_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs", "batch_size", "grad_accum",
-                 "max_length", "warmup_ratio", "weight_decay", "val_split", "seed")
+                 "max_length", "warmup_ratio", "weight_decay", "val_split", "seed", "patience")
+# The hardware and checkpoint fields of the form, in UI order (see ``collect``).
+HARDWARE_FIELDS = ("device", "processes", "precision", "strategy", "checkpoint_every", "keep_checkpoints")
+FOLLOWED = "app:training"  # the sessions key under which the app keeps the running training job
 
 
 def mapping_for(task: str, text: str | None, label: str | None, prompt: str | None,
@@ -119,24 +126,84 @@ class FinetuneHandlers:
 
     @staticmethod
     def collect(task: str, base_ref: str, name: str, preset_key: str, target_text: str, ckpt: bool,
-                text: str, label: str, prompt: str, response: str, *values: float) -> str:
-        """The form as the ``finetune`` request's JSON spec (settings checked here, before any upload is read)."""
-        overrides: dict[str, Any] = dict(zip(NUMBER_FIELDS, values, strict=True))
+                text: str, label: str, prompt: str, response: str, *values: Any) -> str:
+        """The form as the ``finetune`` request's JSON spec (settings checked here, before any upload is read).
+
+        ``values``: the NUMBER_FIELDS, then optionally the HARDWARE_FIELDS (device, processes, precision,
+        strategy, checkpoint every N steps, checkpoints kept)."""
+        numbers, rest = values[:len(NUMBER_FIELDS)], values[len(NUMBER_FIELDS):]
+        overrides: dict[str, Any] = dict(zip(NUMBER_FIELDS, numbers, strict=True))
         overrides.update(target_modules=target_text, gradient_checkpointing=ckpt)
         settings = TrainSettings.from_dict(overrides, base=preset(preset_key, task))
+        chosen = dict(zip(HARDWARE_FIELDS, rest, strict=False))
+        hardware = HardwareSettings.from_dict({k: chosen[k] for k in HARDWARE_FIELDS[:4] if k in chosen})
+        control = ControlSettings.from_dict({k: chosen[k] for k in HARDWARE_FIELDS[4:] if k in chosen})
         mapping = mapping_for(task, text, label, prompt, response)
-        return JobSpec(task, (base_ref or "").strip(), name or "", mapping, settings).to_json()
+        return JobSpec(task, (base_ref or "").strip(), name or "", mapping, settings, hardware, control).to_json()
 
     # ---- training ---------------------------------------------------------------------------
+    def current(self) -> TrainingJob | None:
+        """The training job that runs now (started here, resumed, or re-attached after a restart), or None."""
+        job = self.ctx.sessions.get(FOLLOWED, KIND)
+        return job if job is not None and job.running else None
+
+    def reattach(self) -> TrainingJob | None:
+        """Follow a training child that runs without a follower in this app (the app restarted); the job."""
+        job = self.current()
+        if job is not None:
+            return job
+        root = self.ctx.config.runs_dir
+        for folder in sorted(root.glob(f".*{TMP_SUFFIX}")) if root.is_dir() else []:
+            if live_child(folder):
+                try:
+                    job = TrainingJob.attach(self.ctx.config, self.ctx.training_lock, folder).start()
+                except BusyError:
+                    return None
+                self.ctx.sessions.put(FOLLOWED, KIND, job)
+                return job
+        return None
+
+    def _check_free(self) -> None:
+        """BusyError naming the run that trains now (the single-slot rule)."""
+        job = self.reattach()
+        if job is not None:
+            st = job.snapshot()
+            raise BusyError("training.busy_run", run=job.name or job.run_id, model=job.base_model, step=st.step,
+                            total=st.total_steps or "?")
+
+    def _register(self, job: TrainingJob, session: str) -> TrainingJob:
+        self.ctx.sessions.put(session, KIND, job)
+        self.ctx.sessions.put(FOLLOWED, KIND, job)
+        return job
+
     def start(self, path: str | None, spec_json: str, session: str) -> TrainingJob:
         """Check the request, prepare the data and start the run as the session's training job."""
         spec = JobSpec.from_json(spec_json)
         table = self.read(path)
         columns = spec.columns if any(spec.columns.to_dict().values()) else guess_mapping(table.columns, spec.task)
         data = prepare(table, spec.task, columns)
-        job = TrainingJob(self.ctx.config, self.ctx.training_lock, data, spec.settings, spec.base_model, spec.name)
-        job.start()
-        self.ctx.sessions.put(session, KIND, job)
+        self._check_free()
+        job = TrainingJob(self.ctx.config, self.ctx.training_lock, data, spec.settings, spec.base_model, spec.name,
+                          hardware=spec.hardware, control=spec.control)
+        return self._register(job.start(), session)
+
+    def resume(self, run: str | None, session: str, hardware: HardwareSettings | None = None) -> TrainingJob:
+        """Continue a stopped, failed or interrupted run from its last checkpoint, as the session's job."""
+        info = self.ctx.runs.find(check_run_id(run))
+        self._check_free()
+        self.ctx.manager.unload(info.reference)  # a stopped run may be loaded as a model: its folder moves
+        job = TrainingJob.resume(self.ctx.config, self.ctx.training_lock, info, hardware)
+        return self._register(job.start(), session)
+
+    def session_job(self, session: str) -> TrainingJob | None:
+        """The session's training job (running or just ended), or None."""
+        return self.ctx.sessions.get(session, KIND)
+
+    def follow_current(self, session: str) -> TrainingJob | None:
+        """A reloaded page: the running job (now also this session's, so its Stop works), or None."""
+        job = self.reattach()
+        if job is not None:
+            self.ctx.sessions.put(session, KIND, job)
         return job
 
     def view(self, job: TrainingJob, final: bool, lang: str = "en") -> TrainView:
@@ -163,7 +230,10 @@ class FinetuneHandlers:
             raise WorkbenchError(st.error_msg) if st.error_msg else InputError("training.error_text", text=st.error)
 
     def stop(self, session: str, lang: str = "en", timeout: float = 300) -> TrainView | None:
-        """Stop the session's running job and wait for it to save; None when nothing runs."""
+        """Stop the session's running job and wait for it to end; None when nothing runs.
+
+        The first Stop asks the child to save a checkpoint and exit within one optimizer step; a Stop while
+        that one still waits kills the child."""
         job = self.ctx.sessions.get(session, KIND)
         if job is None or not job.running:
             return None
@@ -195,6 +265,12 @@ class FinetuneHandlers:
         from pipelines.evaluation.run_report import write_run_report
 
         return str(write_run_report(self.ctx.runs, check_run_id(run), lang))
+
+    def run_card(self, run: str | None, lang: str = "en") -> str:
+        """The same report as Markdown, for a model card."""
+        from pipelines.evaluation.model_card import write_run_markdown
+
+        return str(write_run_markdown(self.ctx.runs, check_run_id(run), lang))
 
     def merge(self, run: str | None, lang: str = "en",
               progress: Callable[[float, str], None] | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -58,7 +59,8 @@ def test_bad_file_gives_a_clean_error(app_server, tiny_root, tmp_path) -> None:
 def test_second_user_is_told_training_is_busy_and_stop_keeps_the_run(app_server, tiny_root, tmp_path) -> None:
     first, second = Client(app_server["url"], verbose=False), Client(app_server["url"], verbose=False)
     csv_path = write_csv(tmp_path, rows=30)
-    job = first.submit(handle_file(csv_path), spec(tiny_root, epochs=100, eval_every=5), api_name="/finetune")
+    job = first.submit(handle_file(csv_path), spec(tiny_root, epochs=100, eval_every=5, patience=0, batch_size=1),
+                       api_name="/finetune")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any("data-status='running'" in out[1] for out in job.outputs()):
         time.sleep(0.2)
@@ -97,3 +99,31 @@ def test_finetune_tab_trains_and_lists_the_run(page, tiny_root, tmp_path, artifa
     shots = artifacts_dir / "screenshots"
     shots.mkdir(exist_ok=True)
     page.screenshot(path=str(shots / "finetune.png"), full_page=True)
+
+
+def test_resume_finetune_continues_a_stopped_run_to_the_end(app_server, tiny_root, tmp_path) -> None:
+    client = Client(app_server["url"], verbose=False)
+    job = client.submit(handle_file(write_csv(tmp_path, rows=30)),
+                        spec(tiny_root, epochs=5, eval_every=4, patience=0), api_name="/finetune")
+
+    def step() -> int:
+        found = [re.search(r"step (\d+)/", out[1]) for out in job.outputs()]
+        return max([int(m.group(1)) for m in found if m] or [0])
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and step() < 3:
+        time.sleep(0.2)
+    run_id, progress, *_ = client.predict(api_name="/stop_finetune")
+    assert "data-status='stopped'" in progress
+    record = next(r for r in client.predict(api_name="/runs") if r["id"] == run_id)
+    assert record["status"] == "stopped" and record["resumable"]
+    with pytest.raises(Exception) as info:
+        client.predict("no-such-run", api_name="/resume_finetune")
+    assert "No fine-tuning run named" in str(info.value)
+    resumed = client.submit(run_id, api_name="/resume_finetune")
+    updates = list(resumed)
+    same_id, progress, _, log, *_ = resumed.result()
+    assert same_id == run_id and len(updates) >= 2 and "data-status='complete'" in progress
+    assert "Resumed from the checkpoint at step" in log
+    record = next(r for r in client.predict(api_name="/runs") if r["id"] == run_id)
+    assert record["status"] == "complete" and record["metrics"]["steps_done"] == record["metrics"]["total_steps"]

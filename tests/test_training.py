@@ -19,7 +19,7 @@ from pipelines.training.settings import TrainSettings, preset
 from pipelines.training.spec import JobSpec
 from pipelines.training.store import delete_run, merge_run, zip_run
 from pipelines.training.tokenize import IGNORE, encode_lm
-from pipelines.training.trainer import LoraTrainer, pick_target_modules
+from pipelines.training.trainer import pick_target_modules
 
 POS = ["great wonderful film", "I loved it", "brilliant and fun", "a delightful story", "superb acting",
        "excellent happy movie", "fantastic and great", "amazing wonderful plot", "lovely charming film",
@@ -46,39 +46,38 @@ def lm_table(n: int = 12) -> Table:
 
 
 def tiny_settings(task: str = "classification", **extra) -> TrainSettings:
-    values = {"batch_size": 4, "epochs": 1, "max_length": 32, "sample_tokens": 4, **extra}
+    values = {"batch_size": 4, "epochs": 1, "max_length": 32, "sample_tokens": 4, "patience": 0, **extra}
     return TrainSettings.from_dict(values, base=preset("quick", task))
 
 
-def run_job(ctx, data, settings, base: str, job_class: type[TrainingJob] = TrainingJob) -> TrainingJob:
-    job = job_class(ctx.config, ctx.training_lock, data, settings, base, name="test", num_threads=2).start()
+def run_job(ctx, data, settings, base: str) -> TrainingJob:
+    job = TrainingJob(ctx.config, ctx.training_lock, data, settings, base, name="test", num_threads=2).start()
     job.wait(timeout=600)
     return job
 
 
-class Probe(TrainingJob):
-    """A job that runs ``probe(trainer)`` on the trained model just before the job drops it (the job keeps
-    nothing of the model once it ends, so tests compare against what the probe recorded)."""
+def assert_loads_trained_weights(ctx, run_id: str):
+    """The run loads back with exactly the weights the child trained: those of its best checkpoint (written from
+    the training process's memory), which is the exported adapter. Returns the loaded model."""
+    from safetensors.torch import load_file
 
-    texts = ["great wonderful film", "terrible boring film", "a dreadful bore"]
+    from pipelines.training.checkpoints import WEIGHTS
 
-    def cleanup(self) -> None:
-        trainer = self.trainer
-        if trainer is not None and trainer.model is not None:
-            trainer.model.eval()
-            with torch.no_grad():
-                if self.data.task == "classification":
-                    batch = trainer.tokenizer(self.texts, return_tensors="pt", padding=True)
-                else:
-                    batch = {"input_ids": torch.tensor([[1, 2, 3, 4, 5]])}
-                self.expected = trainer.model(**batch).logits
-        super().cleanup()
+    run = ctx.runs.get(run_id)
+    expected = load_file(str(run.path / "checkpoints" / f"step-{run.metrics['best_step']:07d}" / WEIGHTS))
+    loaded = ctx.manager.load(run.reference)
+    params = dict(loaded.model.named_parameters())
+    assert expected and any("lora_" in name for name in expected)
+    for name, tensor in expected.items():
+        assert torch.allclose(params[name].detach().float(), tensor.float(), atol=1e-6), name
+    return loaded
 
 
 # ---- settings and spec -----------------------------------------------------------------------
 def test_presets_differ_and_fields_are_editable() -> None:
     quick, thorough = preset("quick"), preset("thorough", "classification")
-    assert quick.epochs < thorough.epochs and quick.lora_r <= thorough.lora_r
+    budget = lambda s: (s.epochs, getattr(s, "max_steps", 0))  # noqa: E731 - fixed passes, or a step budget
+    assert budget(quick) < budget(thorough) and quick.lora_r <= thorough.lora_r
     assert preset("quick", "causal-lm").max_length > quick.max_length
     edited = TrainSettings.from_dict(
         {"lora_r": "4", "target_modules": "query, value", "gradient_checkpointing": "true"}
@@ -171,7 +170,7 @@ def test_target_modules_are_picked_per_architecture(tiny_root) -> None:
 def test_classification_run_saves_and_loads_back_with_same_predictions(ctx, tiny_root) -> None:
     base = str(tiny_root / "tiny-bert")
     data = prepare(sentiment_table(8), "classification", ColumnMapping("text", "label"))
-    job = run_job(ctx, data, tiny_settings(learning_rate=0.01), base, Probe)
+    job = run_job(ctx, data, tiny_settings(learning_rate=0.01), base)
     state = job.snapshot()
     assert state.status == "complete", state.error
     assert state.train_curve and state.val_curve[0][0] == 0 and state.step == state.total_steps
@@ -186,15 +185,11 @@ def test_classification_run_saves_and_loads_back_with_same_predictions(ctx, tiny
     assert not list(ctx.config.runs_dir.glob(".*"))
     assert (ctx.runs.get(job.run_id).label, f"run:{job.run_id}") in ctx.model_choices(("seq-cls",))
 
-    texts = Probe.texts
-    expected = job.expected
-    assert job.trainer is None  # the job let go of the model when it ended
-    loaded = ctx.manager.load(f"run:{job.run_id}")
+    texts = ["great wonderful film", "terrible boring film", "a dreadful bore"]
+    loaded = assert_loads_trained_weights(ctx, job.run_id)
     assert loaded.kind == "seq-cls" and loaded.model.config.id2label == {0: "neg", 1: "pos"}
     with torch.no_grad():
-        got = loaded.model(**loaded.tokenizer(texts, return_tensors="pt", padding=True)).logits
-    assert torch.allclose(expected, got, atol=1e-5)
-    assert got.argmax(-1).tolist() == expected.argmax(-1).tolist()
+        expected = loaded.model(**loaded.tokenizer(texts, return_tensors="pt", padding=True)).logits
 
     archive = zip_run(ctx.runs, job.run_id)
     names = zipfile.ZipFile(archive).namelist()
@@ -212,8 +207,7 @@ def test_classification_run_saves_and_loads_back_with_same_predictions(ctx, tiny
 
 def test_lm_run_reports_perplexity_and_before_after_generations(ctx, tiny_root) -> None:
     data = prepare(lm_table(16), "causal-lm", ColumnMapping(prompt="prompt", response="response"))
-    job = run_job(ctx, data, tiny_settings("causal-lm", learning_rate=0.01, epochs=3), str(tiny_root / "tiny-llama"),
-                  Probe)
+    job = run_job(ctx, data, tiny_settings("causal-lm", learning_rate=0.01, epochs=3), str(tiny_root / "tiny-llama"))
     state = job.snapshot()
     assert state.status == "complete", state.error
     metrics = ctx.runs.get(job.run_id).metrics
@@ -222,11 +216,9 @@ def test_lm_run_reports_perplexity_and_before_after_generations(ctx, tiny_root) 
     assert all({"prompt", "before", "after"} <= set(g) for g in metrics["generations"])
     assert state.val_curve[-1][1] < state.val_curve[0][1]  # a high learning rate on a repetitive task
 
-    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    loaded = assert_loads_trained_weights(ctx, job.run_id)
     with torch.no_grad():
-        expected = job.expected
-        got = ctx.manager.load(f"run:{job.run_id}").model(input_ids=ids).logits
-    assert torch.allclose(expected, got, atol=1e-5)
+        assert torch.isfinite(loaded.model(input_ids=torch.tensor([[1, 2, 3, 4, 5]])).logits).all()
 
 
 def test_second_training_is_refused_while_one_runs(ctx, tiny_root) -> None:
@@ -274,10 +266,9 @@ def test_stop_ends_cleanly_and_keeps_the_last_evaluation(ctx, tiny_root) -> None
 
 
 def test_out_of_memory_marks_the_run_failed_with_a_clear_message(ctx, tiny_root, monkeypatch) -> None:
-    def explode(self) -> dict:
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    from pipelines.training.loop import TEST_OOM_ENV
 
-    monkeypatch.setattr(LoraTrainer, "train", explode)
+    monkeypatch.setenv(TEST_OOM_ENV, "1")  # the child raises torch.OutOfMemoryError at its first step
     data = prepare(sentiment_table(4), "classification", ColumnMapping("text", "label"))
     job = run_job(ctx, data, tiny_settings(), str(tiny_root / "tiny-bert"))
     state = job.snapshot()
@@ -326,21 +317,23 @@ def test_forty_row_csv_trains_an_adapter_that_loads_and_classifies(ctx, tiny_roo
     pd.DataFrame(rows).to_csv(path, index=False)
     data = prepare(read_table(path), "classification", ColumnMapping("text", "label"))
     assert len(data.examples) == 40 and data.labels == labels
-    job = run_job(ctx, data, tiny_settings(batch_size=8, learning_rate=0.01), str(tiny_root / "tiny-bert"), Probe)
+    job = run_job(ctx, data, tiny_settings(batch_size=8, learning_rate=0.01), str(tiny_root / "tiny-bert"))
     state = job.snapshot()
     assert state.status == "complete", state.error
     assert 1 <= state.step == state.total_steps <= 5  # 32 training rows, batch 8: a few steps
     run = ctx.runs.get(job.run_id)
     assert run.labels == labels
     assert json.loads((run.adapter_dir.parent / "run.json").read_text(encoding="utf-8"))["labels"] == labels
-    loaded = ctx.manager.load(f"run:{job.run_id}")
+    loaded = assert_loads_trained_weights(ctx, job.run_id)
     assert loaded.model.config.id2label == dict(enumerate(labels))
     assert loaded.model.config.label2id == {label: i for i, label in enumerate(labels)}
     task = SequenceClassifierTask(loaded)
     results = task.classify(["great wonderful film", "terrible boring film"])
     assert [r["label"] in labels for r in results] == [True, True]
     assert all(sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4) for r in results)
-    assert results[0]["label"] == labels[int(job.expected[0].argmax(-1))]  # Probe.texts[0] is that text
+    with torch.no_grad():
+        logits = loaded.model(**loaded.tokenizer(["great wonderful film"], return_tensors="pt")).logits
+    assert results[0]["label"] == labels[int(logits[0].argmax(-1))]
 
 
 def test_two_steps_on_smollm2_change_its_next_token_distribution(ctx) -> None:

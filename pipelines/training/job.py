@@ -1,78 +1,45 @@
-"""One training run as a :class:`~pipelines.sessions.WorkerJob`: the single-slot lock, the run folder, stop,
-errors, a snapshot for the UI; everything the run held is dropped when it ends (complete, stopped or failed)."""
+"""One training run as seen from the app: the single-slot lock, the run folder, the launched child, and a worker
+thread that follows the child's event log into a :class:`JobState` for the UI.
+
+The training itself never runs in the app's process: :meth:`TrainingJob.start` writes ``spec.json`` and
+``data.json`` into the run folder and starts ``pipelines.training.child`` with a launcher (``launch.py``). A crash
+of the child (out of memory, a segfault, a kill) ends only the child; the follower marks the run failed, and
+resumable when it has a checkpoint. A run outlives the browser session that started it, and the app: a restarted
+app re-attaches to a child that still runs (:meth:`TrainingJob.attach`).
+"""
 
 from __future__ import annotations
 
 import copy
-import gc
 import logging
+import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.config import AppConfig
-from pipelines.errors import BusyError, InputError, WorkbenchError
+from pipelines.engines.remote import is_remote
+from pipelines.errors import BusyError, InputError
 from pipelines.messages import Msg
 from pipelines.sessions import WorkerJob
+from pipelines.training import launch
 from pipelines.training.data import PreparedData
-from pipelines.training.enums import RunStatus, TrainTask, task_key
-from pipelines.training.results import chance_check
+from pipelines.training.enums import RunStatus
+from pipelines.training.hardware import ControlSettings, HardwareSettings, plan
+from pipelines.training.progress import LOG_FILE, EventLog, EventTail, JobState, LogLine, apply, replay
+from pipelines.training.recovery import crash_message, finalize_dead
 from pipelines.training.settings import TrainSettings
-from pipelines.training.writer import RunWriter, new_run_id
-
-if TYPE_CHECKING:
-    from pipelines.training.trainer import LoraTrainer, TrainEvent
+from pipelines.training.spec import RunSpec, read_data
+from pipelines.training.store import RunInfo, RunStore, tmp_folder
+from pipelines.training.writer import RunWriter, new_run_id, read_meta, update_meta
 
 log = logging.getLogger(__name__)
-MAX_LOG_LINES = 400
 KIND = "train"  # the Sessions kind of a training job
 OOM_KEY = "training.oom"
 OOM_MESSAGE = str(Msg(OOM_KEY))
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One log line: seconds since the start and a translatable message."""
-
-    seconds: float
-    message: Msg
-
-    def render(self, lang: str = "en") -> str:
-        elapsed = int(self.seconds)
-        return f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {self.message.render(lang)}"
-
-
-@dataclass
-class JobState:
-    """What the UI shows; copied out under a lock by :meth:`TrainingJob.snapshot`."""
-
-    run_id: str
-    task: str
-    status: RunStatus = RunStatus.STARTING
-    device: str = "cpu"
-    precision: str = "float32"
-    step: int = 0
-    total_steps: int = 0
-    epoch: float = 0.0
-    samples_per_s: float = 0.0
-    tokens_per_s: float = 0.0
-    eta_s: float | None = None
-    train_curve: list[tuple[int, float]] = field(default_factory=list)
-    val_curve: list[tuple[int, float]] = field(default_factory=list)
-    log: list[LogLine] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    error: str = ""  # English (logs, tests)
-    error_msg: Msg | None = None
-    version: int = 0
-
-    @property
-    def finished(self) -> bool:
-        return RunStatus.parse(self.status).finished
-
-    def log_text(self, lang: str = "en") -> str:
-        return "\n".join(line.render(lang) for line in self.log)
+POLL_S = 0.25
+__all__ = ["KIND", "OOM_MESSAGE", "JobState", "LogLine", "TrainingJob", "base_location"]
 
 
 def base_location(reference: str, config: AppConfig) -> str:
@@ -80,6 +47,8 @@ def base_location(reference: str, config: AppConfig) -> str:
     from pipelines.models import refs
     from pipelines.models.embedded import ensure_local_folder
 
+    if is_remote(reference):
+        raise InputError("engines.error.remote_no_internals", model=reference[:200])  # training needs the weights
     ref = refs.resolve(reference, config)
     if ref.run is not None:
         raise InputError("training.base_is_run")
@@ -90,175 +59,189 @@ def base_location(reference: str, config: AppConfig) -> str:
     return ref.location
 
 
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    """Message parameters that JSON can hold (nested messages as their English text)."""
-    return {k: (str(v) if isinstance(v, Msg) else v) for k, v in params.items()}
-
-
 class TrainingJob(WorkerJob):
-    """Start with :meth:`start` (raises :class:`BusyError` if another job holds the lock); stop with :meth:`stop`.
-
-    A run outlives the browser session that started it: a reload or a closed tab leaves it training (its run
-    folder keeps the log and the result), only Stop ends it early.
-    """
+    """Start with :meth:`start` (raises :class:`BusyError` if another job holds the lock); stop with :meth:`stop`
+    (first call: the child saves a checkpoint and exits within one optimizer step; second call: it is killed)."""
 
     outlives_session = True
 
     def __init__(
-        self, config: AppConfig, lock: threading.Lock, data: PreparedData, settings: TrainSettings,
+        self, config: AppConfig, lock: threading.Lock, data: PreparedData | None, settings: TrainSettings | None,
         base_model: str, name: str = "", num_threads: int | None = None,
+        hardware: HardwareSettings | None = None, control: ControlSettings | None = None,
     ) -> None:
         super().__init__()
         self.config, self.lock, self.data, self.settings = config, lock, data, settings
         self.base_model, self.name = base_model, name.strip()[:80]
-        self.run_id = new_run_id(self.name)
-        self.thread_name = f"train-{self.run_id}"
+        self.hardware, self.control = hardware or HardwareSettings(), control or ControlSettings()
         self.num_threads = num_threads
-        self.state = JobState(self.run_id, data.task)
+        self.run_id = new_run_id(self.name)
+        self.mode = "new"  # new, resume or attach
+        self.folder = tmp_folder(config.runs_dir, self.run_id)
+        self.state = JobState(self.run_id, data.task if data else "")
         self._state_lock = threading.Lock()
-        self.trainer: LoraTrainer | None = None
-        self.location = ""
-        self.clock = time.monotonic()
+        self.proc: subprocess.Popen | None = None
+        self.record: dict[str, Any] = {}
+        self.stop_requests = 0
+        self.killed = False
+        self.replayed = 0
         self._holds_lock = False
 
-    # ---- control --------------------------------------------------------------
+    @property
+    def thread_name(self) -> str:  # type: ignore[override]
+        return f"train-{self.run_id}"
+
+    # ---- the other ways in: resume a run, follow a child that already runs ----------------------------
+    @classmethod
+    def resume(cls, config: AppConfig, lock: threading.Lock, run: RunInfo,
+               hardware: HardwareSettings | None = None) -> TrainingJob:
+        """A job that continues ``run`` (stopped, failed or interrupted) from its last checkpoint."""
+        from pipelines.training.checkpoints import latest
+
+        if run.status not in (RunStatus.STOPPED, RunStatus.FAILED) or latest(run.path) is None:
+            raise InputError("training.not_resumable", run=run.id)
+        spec = RunSpec.read(run.path)
+        job = cls(config, lock, read_data(run.path), spec.settings, spec.base_model, spec.name,
+                  hardware=hardware or spec.hardware, control=spec.control)
+        job.run_id, job.mode, job.folder = run.id, "resume", run.path
+        job.state = replay(run.path / LOG_FILE, JobState(run.id, spec.task))
+        job.replayed = job.state.version  # one version per record: the follower skips these
+        return job
+
+    @classmethod
+    def attach(cls, config: AppConfig, lock: threading.Lock, folder: Path) -> TrainingJob:
+        """A job that follows the child already training in ``folder`` (after an app restart)."""
+        meta = read_meta(folder)
+        job = cls(config, lock, None, None, str(meta.get("base_model", "")), str(meta.get("name", "")))
+        job.run_id, job.mode, job.folder = str(meta.get("id", folder.name)), "attach", Path(folder)
+        job.record = launch.read_process(folder)
+        job.state = JobState(job.run_id, str(meta.get("task", "")))
+        return job
+
+    # ---- control --------------------------------------------------------------------------------------
     def start(self) -> TrainingJob:
         if not self.lock.acquire(blocking=False):
             raise BusyError("training.busy")
         self._holds_lock = True
         try:
-            self.location = base_location(self.base_model, self.config)
-            self.writer = RunWriter(self.config.runs_dir, self.run_id, {
-                "task": self.data.task, "base_model": self.base_model, "name": self.name or self.run_id,
-                "labels": self.data.labels, "settings": self.settings.to_dict(),
-                "data": self.data.report.to_dict(),
-            })
+            if self.mode != "attach":
+                self._launch()
             super().start()
         except BaseException:
             self._release_lock()
             raise
         return self
 
+    def _launch(self) -> None:
+        """Write the run folder (new) or move it back to ``.<id>.tmp`` (resume), then start the child."""
+        launch_plan = plan(self.hardware, threads=self.num_threads)
+        events = EventLog(self.folder)
+        if self.mode == "new":
+            spec = RunSpec(self.run_id, self.data.task, self.base_model, base_location(self.base_model, self.config),
+                           self.name, self.settings, self.hardware, self.control, launch_plan.to_dict(),
+                           self.config.allow_pickle_weights)
+            RunWriter(self.config.runs_dir, self.run_id, {
+                "task": self.data.task, "base_model": self.base_model, "name": self.name or self.run_id,
+                "labels": self.data.labels, "settings": self.settings.to_dict(), "data": self.data.report.to_dict(),
+                "hardware": self.hardware.to_dict(), "launched": True,
+            })
+            spec.write(self.folder, self.data)
+        else:
+            spec = RunSpec.read(self.folder)
+            spec.hardware, spec.plan = self.hardware, launch_plan.to_dict()
+            tmp = tmp_folder(self.config.runs_dir, self.run_id)
+            self.folder.rename(tmp)
+            self.folder = events.folder = tmp
+            spec.write(tmp)
+            update_meta(tmp, status=RunStatus.RUNNING, error="", error_key="", error_params={}, resumable=False,
+                        log_tail=[], hardware=self.hardware.to_dict(), launched=True)
+            (tmp / "STOP").unlink(missing_ok=True)
+        command = launch.write_files(launch_plan, self.folder, self.run_id, self.config.runs_dir / self.run_id)
+        events.log(Msg.of("training.log.command", command=command))
+        self.proc = launch.start(launch_plan, self.folder, resume=self.mode == "resume")
+        self.record = launch.read_process(self.folder)
+        self._update(status=RunStatus.STARTING)
+
+    def stop(self) -> None:
+        """First call: ask the child to save a checkpoint and exit; a second call kills it."""
+        self.stop_event.set()
+        self.stop_requests += 1
+        try:
+            if self.stop_requests == 1:
+                (self.folder / "STOP").touch()
+                self._line(Msg("training.log.stop_requested"))
+            else:
+                self.killed = True
+                launch.kill(self.record, self.folder)
+                self._line(Msg("training.log.killed"))
+        except OSError:  # the run folder was just renamed into place: the run has ended
+            pass
+
     def snapshot(self) -> JobState:
         with self._state_lock:
             return copy.deepcopy(self.state)
 
-    # ---- worker ---------------------------------------------------------------
     def _update(self, **fields: Any) -> None:
         with self._state_lock:
             for key, value in fields.items():
                 setattr(self.state, key, value)
             self.state.version += 1
 
-    def _log(self, key: str | Msg, **extra: Any) -> None:
-        message = key if isinstance(key, Msg) else Msg(key, extra)
-        elapsed = time.monotonic() - self.clock
+    def _line(self, message: Msg) -> None:
         with self._state_lock:
-            self.state.log = [*self.state.log[-MAX_LOG_LINES:], LogLine(elapsed, message)]
+            self.state.add_line(message)
             self.state.version += 1
-        self.writer.log({"t": round(elapsed, 2), "event": "log", "message": str(message), "key": message.key,
-                         **_plain(dict(message.params))})
 
-    def _on_event(self, event: TrainEvent) -> None:
-        if event.kind == "log":
-            self._log(event.message or Msg("training.log.empty"))
-            return
-        with self._state_lock:
-            st = self.state
-            st.step, st.total_steps, st.epoch = event.step, event.total_steps, event.epoch
-            if event.kind == "step":
-                st.samples_per_s, st.tokens_per_s, st.eta_s = event.samples_per_s, event.tokens_per_s, event.eta_s
-                st.train_curve = [*st.train_curve, (event.step, event.loss)]
-            else:
-                st.metrics = event.metrics
-                st.val_curve = [*st.val_curve, (event.step, event.metrics["val_loss"])]
-            st.version += 1
-        record = {"t": round(time.monotonic() - self.clock, 2), "event": event.kind, "step": event.step,
-                  "epoch": round(event.epoch, 3)}
-        if event.kind == "step":
-            record.update(loss=event.loss, samples_per_s=round(event.samples_per_s, 2))
-            self.writer.log(record)
-            return
-        m = event.metrics
-        if "accuracy" in m:
-            self._log("training.log.eval_cls", step=event.step, loss=f"{m['val_loss']:.4f}",
-                      accuracy=f"{m['accuracy']:.4f}", f1=f"{m.get('macro_f1', 0):.4f}")
-        else:
-            self._log("training.log.eval_lm", step=event.step, loss=f"{m['val_loss']:.4f}",
-                      ppl=f"{m.get('perplexity', 0):.4f}")
+    # ---- the follower -----------------------------------------------------------------------------------
+    def _alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is None:
+            return True
+        return self.folder.is_dir() and launch.run_alive(self.folder)  # workers outliving their launcher
+
+    def _apply(self, records: list[dict]) -> None:
+        if records:
+            with self._state_lock:
+                for record in records:
+                    apply(self.state, record)
 
     def work(self) -> None:
-        import torch
-
-        from pipelines.models.devices import detect_device
-        from pipelines.training.trainer import LoraTrainer, threads_for_training
-
+        tail = EventTail(self.folder / LOG_FILE)
         try:
-            torch.set_num_threads(self.num_threads or threads_for_training())
-            device = detect_device(self.config.device)
-            self.trainer = LoraTrainer(self.data, self.settings, self.location, device=device,
-                                       stop_event=self.stop_event, on_event=self._on_event,
-                                       allow_pickle=self.config.allow_pickle_weights)
-            self._log("training.log.loading", model=self.base_model, task=Msg(task_key(self.data.task)),
-                      device=device.upper(), threads=torch.get_num_threads())
-            self.trainer.setup()
-            self._update(status=RunStatus.RUNNING, device=device, precision=self.trainer.precision)
-            if device == "cuda":
-                self._log("training.log.gpu", precision=self.trainer.precision)
-            else:
-                self._log("training.log.cpu")
-            self._finish(self.trainer.train())
-        except Exception as exc:  # noqa: BLE001 - the run is marked failed, the app keeps serving
-            self._fail(exc)
+            self._apply(tail.read()[self.replayed:])  # a resumed run's state already holds the earlier records
+            while self._alive():
+                self._apply(tail.read())
+                time.sleep(POLL_S)
+            self._apply(tail.read())
+            self._conclude()
+        finally:
+            tail.close()
 
-    def _finish(self, metrics: dict) -> None:
-        trainer = self.trainer
-        status = RunStatus.STOPPED if trainer.stopped else RunStatus.COMPLETE
-        if self.data.task == TrainTask.CLASSIFICATION:
-            metrics.update(chance_check(metrics, len(self.data.labels)))
-            if metrics.get("under_trained"):
-                self._log("training.log.under_trained", loss=f"{metrics['val_loss']:.3f}",
-                          chance=f"{metrics['chance_loss']:.3f}")
-        self.writer.finish(status, trainer.model, trainer.tokenizer, metrics=metrics, device=trainer.device,
-                           precision=trainer.precision)
-        self._log("training.log.saved", run_id=self.run_id, status=Msg.of(f"training.status.{status}"))
-        self._update(status=status, metrics=metrics)
-
-    def _fail(self, exc: Exception) -> None:
-        import torch
-
-        text = str(exc)
-        if isinstance(exc, torch.OutOfMemoryError | MemoryError) or "out of memory" in text.lower():
-            message = Msg(OOM_KEY)
-        elif isinstance(exc, WorkbenchError):
-            message = exc.msg
-        else:
-            log.exception("Training run %s failed", self.run_id)
-            first = text.strip().splitlines()[0] if text.strip() else ""
-            message = Msg.of("training.failed", kind=type(exc).__name__, detail=first[:300])
-        metrics = self.trainer.last_eval if self.trainer else {}
-        try:
-            self._log(message)
-            self.writer.finish(RunStatus.FAILED, error=str(message), error_key=message.key,
-                               error_params=_plain(dict(message.params)), metrics=metrics)
-        except Exception:  # noqa: BLE001 - never let bookkeeping hide the real error
-            log.exception("Could not save the failed run %s", self.run_id)
-            self.writer.abandon()
-        self._update(status=RunStatus.FAILED, error=str(message), error_msg=message)
+    def _conclude(self) -> None:
+        """After the child exited: take the finished run's record, or mark the run failed (resumable)."""
+        final = self.config.runs_dir / self.run_id
+        st = self.snapshot()
+        if st.terminal and st.status != RunStatus.FAILED and final.is_dir():
+            meta = read_meta(final)
+            self._update(status=RunStatus.parse(meta.get("status")), metrics=dict(meta.get("metrics") or st.metrics))
+            return
+        code = self.proc.returncode if self.proc is not None else None
+        prefer = Msg.of("training.killed", step=st.step) if self.killed else None
+        crash = crash_message(code, self.folder if self.folder.is_dir() else final)
+        if self.folder.is_dir():
+            finalize_dead(self.folder, crash, prefer=prefer)
+        info = RunStore(self.config.runs_dir).find(self.run_id)
+        message = info.error_msg or crash
+        with self._state_lock:
+            self.state.status, self.state.error, self.state.error_msg = RunStatus.FAILED, str(message), message
+            self.state.resumable = info.resumable
+            if not self.state.log or self.state.log[-1].message != message:
+                self.state.add_line(message)
+            for line in info.log_tail[-3:] if not st.terminal else []:
+                self.state.add_line(Msg.of("training.log.output", line=line))
+            self.state.version += 1
 
     def cleanup(self) -> None:
-        """Drop every reference to the model, tokenizer and data; free memory; let the next run start."""
-        try:
-            if self.trainer is not None:
-                self.trainer.release()
-            self.trainer = None
-            gc.collect()
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        finally:
-            self._release_lock()
+        self._release_lock()
 
     def _release_lock(self) -> None:
         if self._holds_lock:

@@ -1,4 +1,11 @@
-"""Training settings: one dataclass with defaults, three presets, validation with clear messages."""
+"""Training settings: one dataclass with defaults, three presets, validation with clear messages.
+
+How long a run trains is a step budget scaled to the data, not a fixed epoch count: with ``epochs`` at 0 (every
+preset) a run shows about ``budget_examples`` training rows (at least ``min_epochs`` passes, at most ``max_steps``
+optimizer steps) and early stopping on the validation loss (``patience`` evaluations without a better loss) ends
+it sooner. A classifier's head is trained fully with its own, higher ``head_learning_rate``
+(see :mod:`pipelines.training.defaults`).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +32,12 @@ class TrainSettings:
     lora_dropout: float = 0.05
     target_modules: list[str] = field(default_factory=list)  # empty: chosen per architecture
     learning_rate: float = 5e-4
-    epochs: float = 3.0
+    epochs: float = 0.0  # passes over the train rows; 0: automatic (the step budget below)
+    budget_examples: int = 3000  # automatic: about this many training rows shown in all...
+    min_epochs: float = 2.0  # ...but at least this many passes...
+    max_steps: int = 1000  # ...and at most this many optimizer steps
+    patience: int = 3  # early stopping: evaluations without a better validation loss; 0: off
+    head_learning_rate: float = 0.0  # classifiers: the head's learning rate; 0: the same as learning_rate
     batch_size: int = 16
     grad_accum: int = 1
     max_length: int = 128
@@ -63,7 +75,12 @@ class TrainSettings:
             (0 < self.lora_alpha <= 1024, "lora_alpha"),
             (0 <= self.lora_dropout < 1, "lora_dropout"),
             (0 < self.learning_rate <= 0.1, "learning_rate"),
-            (0 < self.epochs <= 100, "epochs"),
+            (0 <= self.epochs <= 100, "epochs_auto"),
+            (1 <= self.budget_examples <= 10_000_000, "budget_examples"),
+            (0 < self.min_epochs <= 100, "min_epochs"),
+            (1 <= self.max_steps <= 1_000_000, "max_steps"),
+            (0 <= self.patience <= 1000, "patience"),
+            (0 <= self.head_learning_rate <= 0.1, "head_learning_rate"),
             (1 <= self.batch_size <= 512, "batch_size"),
             (1 <= self.grad_accum <= 256, "grad_accum"),
             (8 <= self.max_length <= 4096, "max_length"),
@@ -100,18 +117,24 @@ def _coerce(name: str, type_name: Any, value: Any) -> Any:
         raise InputError("training.not_a_number", name=name, value=repr(value)[:60]) from None
 
 
+# The step budget (epochs 0 = automatic) grows with the preset; early stopping ends a run that stops learning.
 _PRESETS = MappingProxyType({
-    "quick": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 1e-3, "epochs": 1, "batch_size": 16,
-              "grad_accum": 1, "max_length": 64, "warmup_ratio": 0.06, "weight_decay": 0.0},
-    "balanced": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 5e-4, "epochs": 3, "batch_size": 16,
-                 "grad_accum": 1, "max_length": 128, "warmup_ratio": 0.1, "weight_decay": 0.01},
-    "thorough": {"lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-4, "epochs": 5, "batch_size": 16,
-                 "grad_accum": 2, "max_length": 256, "warmup_ratio": 0.1, "weight_decay": 0.01},
+    "quick": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 1e-3, "epochs": 0, "budget_examples": 2000,
+              "min_epochs": 1, "max_steps": 300, "patience": 3, "batch_size": 16, "grad_accum": 1,
+              "max_length": 64, "warmup_ratio": 0.06, "weight_decay": 0.0},
+    "balanced": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 5e-4, "epochs": 0, "budget_examples": 5000,
+                 "min_epochs": 2, "max_steps": 1000, "patience": 4, "batch_size": 16, "grad_accum": 1,
+                 "max_length": 128, "warmup_ratio": 0.1, "weight_decay": 0.01},
+    "thorough": {"lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-4, "epochs": 0, "budget_examples": 10000,
+                 "min_epochs": 3, "max_steps": 3000, "patience": 5, "batch_size": 16, "grad_accum": 2,
+                 "max_length": 256, "warmup_ratio": 0.1, "weight_decay": 0.01},
 })
-# Decoders see prompt and response together, so they get twice the tokens; a freshly initialised
-# classification head learns faster with a higher learning rate than a language-model adapter.
+# Decoders see prompt and response together, so they get twice the tokens. A classifier's LoRA learns faster
+# with a higher learning rate than a language-model adapter, and its freshly initialised head (trained fully,
+# not through LoRA) with a higher one still.
 _LM_LENGTH = MappingProxyType({"quick": 128, "balanced": 256, "thorough": 512})
 _CLS_LR = MappingProxyType({"quick": 2e-3, "balanced": 1e-3, "thorough": 5e-4})
+_HEAD_LR = MappingProxyType({"quick": 3e-3, "balanced": 2e-3, "thorough": 1e-3})
 
 
 def preset(name: str, task: str = "classification") -> TrainSettings:
@@ -124,6 +147,7 @@ def preset(name: str, task: str = "classification") -> TrainSettings:
         values["max_length"] = _LM_LENGTH[key]
     else:
         values["learning_rate"] = _CLS_LR[key]
+        values["head_learning_rate"] = _HEAD_LR[key]
     return TrainSettings(**values)
 
 

@@ -4,7 +4,6 @@ zipped, merged into a full model and deleted. Runs being written live in ``.<id>
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -40,6 +39,8 @@ class RunInfo:
     error: str = ""  # English, for logs and the API
     error_key: str = ""  # the locale key of ``error`` (runs written before keys have none)
     error_params: dict = field(default_factory=dict)
+    resumable: bool = False  # a stopped or failed run with a checkpoint to continue from
+    log_tail: list[str] = field(default_factory=list)  # the last lines its training process printed (failed runs)
 
     @property
     def adapter_dir(self) -> Path:
@@ -98,7 +99,8 @@ def read_info(folder: Path) -> RunInfo | None:
         labels=list(meta.get("labels", [])), metrics=dict(meta.get("metrics", {})),
         created=meta.get("created", ""), name=meta.get("name", ""), settings=dict(meta.get("settings", {})),
         error=str(meta.get("error", "") or ""), error_key=str(meta.get("error_key", "") or ""),
-        error_params=dict(meta.get("error_params", {}) or {}),
+        error_params=dict(meta.get("error_params", {}) or {}), resumable=bool(meta.get("resumable", False)),
+        log_tail=list(meta.get("log_tail", []) or []),
     )
 
 
@@ -197,45 +199,26 @@ def merge_run(store: RunStore, run_id: str, models_dir: Path, base_location: str
     return store.merge(run_id, models_dir, base_location, allow_pickle)
 
 
-def _pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_interrupted(root: Path) -> list[str]:
-    """Mark runs left half-written by a killed app (``.<id>.tmp`` folders) as failed; returns their ids.
+    """Mark runs whose training process is gone (``.<id>.tmp`` folders) as failed; returns their ids.
 
-    A folder whose writing process is still alive is left alone. The partial adapter is removed; ``run.json``
-    and ``log.jsonl`` stay so the user can see what happened. Complete runs are never touched.
+    A folder whose training child still runs is left alone (the app re-attaches to it). The partial adapter is
+    removed; ``run.json``, ``log.jsonl`` and the checkpoints stay, so the run can be resumed. Complete runs are
+    never touched.
     """
+    from pipelines.training.recovery import finalize_dead, legacy_writer_alive, live_child
+    from pipelines.training.writer import read_meta
+
     root = Path(root)
     recovered: list[str] = []
     if not root.is_dir():
         return recovered
     for tmp in root.glob(f".*{TMP_SUFFIX}"):
         run_id = tmp.name[1 : -len(TMP_SUFFIX)]
-        meta_file = tmp / "run.json"
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            meta = {"id": run_id}
-        # Called at start-up, before this process trains: a live writer is another process still training.
-        pid = meta.get("pid")
-        if (pid != os.getpid() and _pid_alive(pid)) or not RUN_ID.match(run_id):
+        if not RUN_ID.match(run_id) or (root / run_id).exists():
             continue
-        final = root / run_id
-        if final.exists():
+        if live_child(tmp) or legacy_writer_alive(read_meta(tmp)):
             continue
-        shutil.rmtree(tmp / "adapter", ignore_errors=True)
-        meta.update(status=RunStatus.FAILED, error=INTERRUPTED, error_key=INTERRUPTED_KEY, error_params={})
-        meta_file.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-        tmp.rename(final)
+        finalize_dead(tmp, Msg(INTERRUPTED_KEY), drop_adapter=True)
         recovered.append(run_id)
     return recovered

@@ -49,10 +49,15 @@ def progress_html(st: JobState | None, lang: str = "en") -> str:
         speed += " · " + render("training.progress.tokens", lang, {"rate": f"{st.tokens_per_s:.0f}"})
     eta = render("training.progress.done", lang) if st.finished else \
         render("training.progress.eta", lang, {"eta": clock(st.eta_s)})
-    parts = [status_text(st.status, lang),
+    status = status_text(st.status, lang)
+    if st.resumable and st.status in (RunStatus.FAILED, RunStatus.STOPPED):
+        status += " · " + render("training.status.resumable", lang)
+    parts = [status,
              render("training.progress.step", lang, {"step": st.step, "total": st.total_steps or "?"}),
              render("training.progress.epoch", lang, {"epoch": f"{st.epoch:.2f}"}), speed, eta,
              f"{st.device.upper()} {st.precision}"]
+    if st.world_size > 1:
+        parts.append(render("training.progress.processes", lang, {"n": st.world_size}))
     color = dict(STATUS_COLORS).get(st.status, "#2563eb")
     error = st.error_msg.render(lang) if st.error_msg else st.error
     error_div = f"<div style='color:#dc2626;margin-top:4px'>{html.escape(error)}</div>" if error else ""
@@ -68,7 +73,7 @@ def progress_html(st: JobState | None, lang: str = "en") -> str:
 def loss_figure(st: JobState | None, lang: str = "en") -> Any:
     if st is None:
         return charts.loss_figure([], [], lang=lang)
-    return charts.loss_figure(st.train_curve, st.val_curve, st.total_steps, lang=lang)
+    return charts.loss_figure(st.train_curve, st.val_curve, st.total_steps, lang=lang, best_step=st.best_step)
 
 
 def _advice(metrics: dict, final: bool, lang: str) -> str:
@@ -106,7 +111,10 @@ def run_rows(runs: list[RunInfo], lang: str = "en") -> list[list[str]]:
     rows = []
     for r in runs:
         error = r.error_msg.render(lang) if r.error_msg and r.status == RunStatus.FAILED else ""
-        rows.append([r.id, r.name, task_text(r.task, lang), r.base_model, status_text(r.status, lang),
+        status = status_text(r.status, lang)
+        if r.resumable and r.status in (RunStatus.FAILED, RunStatus.STOPPED):
+            status += " · " + render("training.status.resumable", lang)
+        rows.append([r.id, r.name, task_text(r.task, lang), r.base_model, status,
                      r.created.replace("T", " ")[:19], results.summary(r.task, r.metrics, lang) or error[:80]])
     return rows
 
@@ -116,4 +124,4 @@ def run_record(run: RunInfo) -> dict:
     keep = {k: v for k, v in run.metrics.items() if k not in ("matrix", "confusion", "generations")}
     return {"id": run.id, "reference": run.reference, "name": run.name, "task": str(run.task),
             "base_model": run.base_model, "status": str(run.status), "created": run.created, "labels": run.labels,
-            "metrics": keep, "error": run.error}
+            "metrics": keep, "error": run.error, "resumable": run.resumable}

@@ -14,7 +14,7 @@ from typing import Any
 
 from pipelines.errors import InputError
 from pipelines.training.enums import RunStatus
-from pipelines.training.store import RUN_ID, RunInfo, tmp_folder
+from pipelines.training.store import RUN_ID, TMP_SUFFIX, RunInfo, tmp_folder
 
 
 def new_run_id(name: str = "") -> str:
@@ -94,3 +94,37 @@ def read_log(run: RunInfo, limit: int = 10_000) -> list[dict]:
         except ValueError:
             continue
     return records
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Replace ``run.json`` atomically."""
+    part = Path(folder) / "run.json.part"
+    part.write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    part.replace(Path(folder) / "run.json")
+
+
+def update_meta(folder: Path, **fields: Any) -> dict[str, Any]:
+    meta = {**read_meta(folder), **fields}
+    write_meta(folder, meta)
+    return meta
+
+
+def is_tmp(folder: Path) -> bool:
+    return folder.name.startswith(".") and folder.name.endswith(TMP_SUFFIX)
+
+
+def move_into_place(folder: Path) -> Path:
+    """Rename ``.<id>.tmp`` to ``<id>`` (other folders stay where they are); returns the final folder."""
+    folder = Path(folder)
+    if not is_tmp(folder):
+        return folder
+    final = folder.with_name(folder.name[1:-len(TMP_SUFFIX)])
+    folder.rename(final)
+    return final
