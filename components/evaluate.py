@@ -11,7 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from components.common import ErrorLine, examples, model_choices, run_example
+from components.backends_picker import generation_choices
+from components.common import ErrorLine, examples, run_example
 from components.evaluate_handlers import MAX_PLOTS, EvaluateHandlers, changed_frame, confusion_figures, per_class_frame
 from components.i18n import request_lang, t
 from pipelines.context import HEAVY, AppContext
@@ -66,10 +67,10 @@ def _inputs(ctx: AppContext) -> Inputs:
                                  elem_id="evaluate-target")
         task = gr.Radio([(t(f"evaluate.task_{v.value}"), v.value) for v in EvalTask], value=EvalTask.AUTO.value,
                         label=t("evaluate.task"), elem_id="evaluate-task")
-    models = gr.Dropdown(model_choices(ctx), value=[], multiselect=True, max_choices=MAX_MODELS,
+    models = gr.Dropdown(generation_choices(ctx, ()), value=[], multiselect=True, max_choices=MAX_MODELS,
                          allow_custom_value=True, label=t("evaluate.models"), info=t("evaluate.models_info"),
                          elem_id="evaluate-models")
-    models.focus(lambda: gr.Dropdown(choices=model_choices(ctx)), None, models, queue=False,
+    models.focus(lambda: gr.Dropdown(choices=generation_choices(ctx, ())), None, models, queue=False,
                  show_progress="hidden", api_visibility="private")
     with gr.Accordion(t("evaluate.options"), open=False), gr.Row():
         max_rows = gr.Number(DEFAULT_ROWS, precision=0, minimum=1, label=t("evaluate.max_rows"),
@@ -87,8 +88,8 @@ def _results() -> Results:
     pairs = gr.Dataframe(label=t("evaluate.pairs"), interactive=False, wrap=True, visible=False,
                          elem_id="evaluate-pairs")
     with gr.Row():
-        compare_a = gr.Dropdown([], label=t("evaluate.compare_a"), elem_id="evaluate-compare-a")
-        compare_b = gr.Dropdown([], label=t("evaluate.compare_b"), elem_id="evaluate-compare-b")
+        compare_a = gr.Dropdown([], label=t("evaluate.compare_a"), visible=False, elem_id="evaluate-compare-a")
+        compare_b = gr.Dropdown([], label=t("evaluate.compare_b"), visible=False, elem_id="evaluate-compare-b")
     changed = gr.Dataframe(label=t("evaluate.changed"), interactive=False, wrap=True, max_height=420,
                            visible=False, elem_id="evaluate-changed")
     per_class = gr.Dataframe(label=t("evaluate.per_class"), interactive=False, visible=False,
@@ -103,17 +104,19 @@ def _results() -> Results:
 
 def _details(result: object, request: gr.Request) -> tuple:
     """After a run: the compare pickers, the per-class table, one confusion matrix per model, and the result tables
-    (hidden until there is a result, so an empty table never shows placeholder headers)."""
+    (hidden until there is something to show, so an empty table never shows placeholder headers; the pairs and
+    the rows that changed need two models)."""
     lang = request_lang(request)
-    models = result.report.get("models", []) if result is not None else []
+    models = result.report.get("models", []) if result is not None and result.report.get("rows") else []
     a, b = (models[0], models[1]) if len(models) > 1 else (None, None)
     figures = confusion_figures(result, lang)
     plots = [gr.Plot(value=f, visible=f is not None) for f in figures]
-    shown = result is not None
     per_class = per_class_frame(result, lang)
-    return (gr.Dropdown(choices=models, value=a), gr.Dropdown(choices=models, value=b),
-            gr.Dataframe(value=per_class, visible=shown and not per_class.empty), *plots,
-            *(gr.Dataframe(visible=shown) for _ in range(3)))
+    changed = changed_frame(result, a, b, lang)
+    pair = len(models) > 1
+    return (gr.Dropdown(choices=models, value=a, visible=pair), gr.Dropdown(choices=models, value=b, visible=pair),
+            gr.Dataframe(value=per_class, visible=not per_class.empty), *plots,
+            gr.Dataframe(visible=bool(models)), gr.Dataframe(visible=pair), gr.Dataframe(visible=not changed.empty))
 
 
 def _wire(ctx: AppContext, handlers: EvaluateHandlers, inputs: Inputs, results: Results, run: gr.Button,
@@ -137,7 +140,8 @@ def _wire(ctx: AppContext, handlers: EvaluateHandlers, inputs: Inputs, results: 
     stopped.then(_details, results.result, details, api_visibility="private", queue=False)
 
     def compare(result: object, a: str | None, b: str | None, request: gr.Request) -> object:
-        return changed_frame(result, a, b, request_lang(request))
+        frame = changed_frame(result, a, b, request_lang(request))
+        return gr.Dataframe(value=frame, visible=not frame.empty)
 
     for picker in (results.compare_a, results.compare_b):
         picker.input(compare, [results.result, results.compare_a, results.compare_b], results.changed,

@@ -57,7 +57,7 @@ def pairs_frame(result: EvaluationResult | None, lang: str) -> pd.DataFrame:
     if result is None:
         return pd.DataFrame()
     rows = [{text("evaluate.column_pair", lang): f"{pair['a']} ↔ {pair['b']}",
-             **{metric_name(name, lang): p for name, p in pair["p_values"].items()}}
+             **{metric_name(name, lang): "—" if p is None else p for name, p in pair["p_values"].items()}}
             for pair in result.report.get("pairs", [])]
     return pd.DataFrame(rows)
 
@@ -132,8 +132,8 @@ class EvaluateHandlers:
         job = evaluation.job
         status = say(job.status(), lang)
         if not final:
-            return f"{status} — {say(job.phase, lang)}", *(gr.skip(),) * 6
-        result = evaluation.result()
+            return f"{say(job.progress(), lang)} — {say(job.phase, lang)}", *(gr.skip(),) * 6
+        result = evaluation.result(lang=lang)
         notes = [*result.notes, Msg.of("evaluate.resample_note", resamples=result.report.get("resamples", 0),
                                        seed=result.report.get("seed", 0))]
         status += "\n\n" + "\n".join(f"- {say(n, lang)}" for n in notes)
@@ -145,11 +145,12 @@ class EvaluateHandlers:
     def evaluate(self, file: Any, input_column: str | None, target_column: str | None, models: Any, task: str,
                  max_rows: float, max_new_tokens: float, resamples: float, seed: float, request: gr.Request,
                  progress: gr.Progress = gr.Progress()) -> Iterator[Outputs]:
-        """Evaluate models (1-4: embedded names, run:<id>, folders, hub ids) on an uploaded CSV/TSV/JSONL.
+        """Evaluate models (1-4: embedded names, run:<id>, folders, hub ids, remote:<endpoint>/<model> for
+        generation) on an uploaded CSV/TSV/JSONL.
 
         task: auto | classification | generation | lm. Yields (status, metrics table with 95% intervals, paired
         p-values, report JSON, rows that changed between the first two models, [predictions.csv,
-        evaluation.json]) while it runs and at the end.
+        evaluation.json, and for each run:<id> its report as HTML and Markdown]) while it runs and at the end.
         """
         lang = request_lang(request)
         options = EvalOptions(int(max_rows or 0), int(max_new_tokens or 0), int(resamples or 0), int(seed or 0))
@@ -160,9 +161,10 @@ class EvaluateHandlers:
         shown = None
         try:
             while not job.wait(POLL_SECONDS):
-                report(job.done / max(1, job.total), Msg.of("evaluate.progress", done=job.done, total=job.total))
-                if (job.done, job.phase) != shown:
-                    shown = (job.done, job.phase)
+                progress_msg = job.progress()
+                report(job.done / max(1, job.total), progress_msg)
+                if (progress_msg, job.phase) != shown:
+                    shown = (progress_msg, job.phase)
                     yield self.outputs(evaluation, lang, final=False)
         finally:
             job.stop()  # cancelled or failed: stop the worker, keep what is scored

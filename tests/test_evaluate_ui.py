@@ -3,6 +3,7 @@ page in a browser (English and Chinese), with the app's launch settings."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -99,5 +100,38 @@ def test_tab_in_chinese_shows_translated_results_and_keeps_inputs_on_error(evalu
         headers = [h for h in page.locator("#evaluate-summary th, #evaluate-per-class th").all_inner_texts()]
         words = english_words([shown[0], *headers], _identifiers())
         assert not words, f"English words in the Chinese results: {sorted(words)}"
+    finally:
+        context.close()
+
+
+def test_progress_shows_rows_and_eta_and_stop_keeps_the_scored_rows(evaluate_app, browser, upload_dir: Path) -> None:
+    file = upload_dir / "domain.csv"
+    file.write_text("text\n" + "\n".join(f"Row {i} of the held-out domain text, short." for i in range(20000)) + "\n",
+                    encoding="utf-8")
+    model = str(evaluate_app["tiny_root"] / "tiny-gpt2")
+    context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(evaluate_app["url"], wait_until="load")
+        _upload_and_pick(page, file, model)
+        page.get_by_text("Options", exact=True).click()
+        cap = page.get_by_label("Row cap")
+        cap.fill("20000")
+        cap.press("Tab")
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        status = page.locator("#evaluate-status")
+        expect(status).to_contain_text(re.compile(r"Scored \d+ of 20000 rows, about \d+:\d\d left"), timeout=120_000)
+        expect(page.locator(".progress-text, .meta-text").first).to_be_visible()  # Gradio's progress bar
+        page.get_by_role("button", name="Stop", exact=True).click()
+        expect(status).to_contain_text(re.compile(r"\d+ of 20000 rows scored by every model \(stopped"),
+                                       timeout=120_000)
+        scored = int(re.search(r"(\d+) of 20000 rows scored", status.inner_text()).group(1))
+        assert 0 < scored < 20000 and scored % 16 == 0  # whole chunks, kept
+        summary = page.locator("#evaluate-summary")
+        summary.get_by_text("Perplexity").wait_for(timeout=30_000)
+        summary.get_by_text("Bits per token").wait_for()
+        page.locator("#evaluate-files [aria-label='predictions.csv']").wait_for()  # the rows scored, to download
+        for hidden in ("pairs", "changed", "compare-a", "per-class"):  # one model: nothing to pair, no classes
+            expect(page.locator(f"#evaluate-{hidden}")).to_be_hidden()
     finally:
         context.close()

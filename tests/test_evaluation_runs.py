@@ -39,6 +39,11 @@ def test_fine_tuned_minilm_beats_zero_shot_base_and_the_report_shows_it(ctx, upl
     print(f"fine-tuned {tuned}, zero-shot {zero_shot}, p {report['pairs'][0]['p_values']['accuracy']}")
     assert tuned > zero_shot
     assert report["metrics"][run]["macro_f1"]["value"] > report["metrics"]["minilm-l6"]["macro_f1"]["value"]
+    names = [Path(f).name for f in files]  # the run's report (with this evaluation) downloads beside the predictions
+    assert names == ["predictions.csv", "evaluation.json", f"{job.run_id}-report.html", f"{job.run_id}-report.md"]
+    card = Path(files[3]).read_text(encoding="utf-8")
+    assert card.startswith("# Fine-tuning run: sentiment\n") and "classification, 20 rows" in card
+    assert f"| Accuracy | {tuned} [" in card and "## Loss curves" in card and "| learning_rate | 0.005 |" in card
 
     from components.finetune_handlers import FinetuneHandlers
 

@@ -23,6 +23,14 @@ KIND = "evaluate"
 CHUNKS = MappingProxyType({EvalTask.CLASSIFICATION: 64, EvalTask.GENERATION: 16, EvalTask.LANGUAGE_MODELLING: 16})
 
 
+def clock(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour on)."""
+    seconds = int(max(seconds, 0) + 0.5)
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
 class EvaluationJob(WorkerJob):
     """Load every model, then score the rows chunk by chunk; ``results[m]`` grows for all models together."""
 
@@ -35,25 +43,34 @@ class EvaluationJob(WorkerJob):
         self.error: Msg | None = None
         self.phase: Msg = Msg.of("evaluate.phase_loading", model="")
         self.finalize: Callable[[], Any] | None = None  # builds the final outputs (set by the UI)
+        self.scoring_started = 0.0  # when the first chunk started (models loaded): the ETA's clock
 
     def work(self) -> None:
         try:
-            self._score(self._load())
+            self.execute()
         except WorkbenchError as exc:
             self.error = exc.msg
         except Exception as exc:  # noqa: BLE001 - reported to the user; rows done are kept
             log.exception("Evaluation failed")
             self.error = Msg.of("error.unexpected", kind=type(exc).__name__, detail=str(exc)[:200])
 
+    def execute(self) -> None:
+        """Load and score in the calling thread; errors propagate (``work`` turns them into ``self.error``)."""
+        self._score(self._load())
+
     def _load(self) -> list[Predictor]:
         predictors = []
         for model in self.models:
             self.phase = Msg.of("evaluate.phase_loading", model=model)
-            predictors.append(self.factory(model))
+            predictor = self.factory(model)
+            if hasattr(predictor, "stop_event"):  # a predictor that sends requests stops sending them on Stop
+                predictor.stop_event = self.stop_event
+            predictors.append(predictor)
         return predictors
 
     def _score(self, predictors: list[Predictor]) -> None:
         data, step = self.data, CHUNKS[self.data.task]
+        self.scoring_started = time.perf_counter()
         for start in range(0, len(data), step):
             if self.stop_event.is_set():
                 return
@@ -63,11 +80,11 @@ class EvaluationJob(WorkerJob):
             for model, predictor in zip(self.models, predictors, strict=True):
                 self.phase = Msg.of("evaluate.phase_scoring", model=model)
                 out = predictor.predict(inputs, targets)
+                if self.stop_event.is_set():
+                    return  # a chunk only counts when every model scored all of it
                 if len(out) != len(inputs):
                     raise WorkbenchError("batch.result_count", rows=len(inputs), results=len(out))
                 chunk.append(out)
-                if self.stop_event.is_set():
-                    return  # a chunk only counts when every model scored it
             for rows, out in zip(self.results, chunk, strict=True):
                 rows.extend(out)
 
@@ -92,6 +109,21 @@ class EvaluationJob(WorkerJob):
     def rows_per_second(self) -> float:
         elapsed = (self.ended or time.perf_counter()) - self.started
         return self.done / elapsed if self.started and elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the scoring speed so far (None before the first chunk is done or after the end)."""
+        if not self.scoring_started or not self.done or self.finished or self.done >= self.total:
+            return None
+        elapsed = time.perf_counter() - self.scoring_started
+        return (self.total - self.done) * elapsed / self.done
+
+    def progress(self) -> Msg:
+        """``Scored N of M rows`` and, once a chunk is done, ``about m:ss left``."""
+        eta = self.eta_seconds
+        if eta is None:
+            return Msg.of("evaluate.progress", done=self.done, total=self.total)
+        return Msg.of("evaluate.progress_eta", done=self.done, total=self.total, eta=clock(eta))
 
     def status(self) -> Msg:
         """``N of M rows (state, r rows/s)``, with the error when it failed."""

@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipelines.engines.remote import is_remote
 from pipelines.errors import InputError
 from pipelines.evaluation.lm_scoring import CausalScorer
 from pipelines.evaluation.spec import EvalData, EvalOptions, EvalTask
@@ -17,6 +19,7 @@ from pipelines.messages import Msg
 from pipelines.models.kinds import ModelKind
 
 if TYPE_CHECKING:
+    from pipelines.context import AppContext
     from pipelines.models.manager import ModelManager
     from pipelines.tasks.classification import Classifier
 
@@ -92,3 +95,20 @@ def _classifier(manager: ModelManager, ref: str, kind: str, labels: list[str], p
         raise InputError("evaluate.cannot_classify", model=ref, kind=kind_name(kind))
     spec = ClassifierSpec(methods[kind].value, ref, list(labels), precision="float32")
     return make_classifier(manager, spec, progress, decisions)
+
+
+def predictor_factory(source: AppContext | ModelManager, data: EvalData,
+                      options: EvalOptions) -> Callable[[str], Predictor]:
+    """``ref -> Predictor`` for ``data``: local models through the manager, ``remote:`` models (generation only)
+    through the app context's endpoints. ``source``: the app context, or a bare model manager (no remote)."""
+    manager = getattr(source, "manager", source)
+    decisions = getattr(source, "decisions", None) if manager is not source else None
+
+    def factory(ref: str) -> Predictor:
+        if is_remote(ref):
+            from pipelines.evaluation.remote import remote_predictor
+
+            return remote_predictor(None if manager is source else source, ref, data, options)
+        return make_predictor(manager, ref, data, options, decisions=decisions)
+
+    return factory

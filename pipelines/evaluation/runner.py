@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.evaluation.job import KIND, EvaluationJob
 from pipelines.evaluation.outputs import changed_rows, prediction_rows, write_predictions
-from pipelines.evaluation.predictors import make_predictor
-from pipelines.evaluation.run_report import record_evaluation
+from pipelines.evaluation.predictors import predictor_factory
+from pipelines.evaluation.remote import check_remote, unavailable_notes
+from pipelines.evaluation.run_report import record_evaluation, write_run_reports
 from pipelines.evaluation.scoring import score
 from pipelines.evaluation.spec import EvalData, EvalOptions, parse_models, read_rows
 from pipelines.messages import Msg
@@ -45,14 +47,18 @@ class Evaluation:
     job: EvaluationJob
     runs: RunStore | None = None  # where evaluations of run:<id> models are recorded for the run report
 
-    def result(self) -> EvaluationResult:
-        """Score what is done (all rows, or the rows every model finished before a Stop) and write the files."""
+    def result(self, write_files: bool = True, lang: str = "en") -> EvaluationResult:
+        """Score what is done (all rows, or the rows every model finished before a Stop) and write the files:
+        the predictions, and for each evaluated run its report (HTML and Markdown) with this evaluation in it."""
         report = score(self.data, self.models, self.job.results, self.options)
         records = prediction_rows(self.data, self.models, self.job.results, report)
-        files = write_predictions(records, report) if records else []
+        files = write_predictions(records, report) if records and write_files else []
         if self.runs is not None and records:
             record_evaluation(self.runs, report)
-        return EvaluationResult(report, records, files, [*self.data.notes, *self.label_notes()])
+            if files:
+                files += write_run_reports(self.runs, self.models, Path(files[0]).parent, lang)
+        notes = [*self.data.notes, *self.label_notes(), *unavailable_notes(report)]
+        return EvaluationResult(report, records, files, notes)
 
     def label_notes(self) -> list[Msg]:
         """A note for each classifier whose predicted labels are none of the file's labels (a run trained on
@@ -77,11 +83,9 @@ def start_evaluation(ctx: AppContext, session: str, file: Any, input_column: str
     data = read_rows(table, task, input_column, target_column, options.max_rows)
     data.inputs = ctx.limits.cut_many(data.inputs)
     data.notes = [*[getattr(n, "msg", n) for n in table.notes if isinstance(getattr(n, "msg", n), Msg)], *data.notes]
+    check_remote(refs, data)
 
-    def factory(ref: str) -> Any:
-        return make_predictor(ctx.manager, ref, data, options, decisions=ctx.decisions)
-
-    job = EvaluationJob(data, refs, factory)
+    job = EvaluationJob(data, refs, predictor_factory(ctx, data, options))
     ctx.sessions.put(session, KIND, job)
     job.start()
     return Evaluation(data, refs, options, job, ctx.runs)

@@ -51,9 +51,13 @@ def _generation(data: EvalData, rows: list[dict], n: int, rouge: RougeBatch,
     stats["exact_match"] = MeanStat(np.asarray([exact_match(p, r) for p, r in zip(preds, refs, strict=True)]))
     stats["token_f1"] = MeanStat(np.asarray([token_f1(p, r) for p, r in zip(preds, refs, strict=True)]))
     stats["mean_length"] = MeanStat(np.asarray([float(text_length(p)) for p in preds]))
-    stats["reference_perplexity"] = RatioStat(np.asarray([r["nll"] for r in rows]),
-                                              np.asarray([float(r["tokens"]) for r in rows]), np.exp)
-    return stats, {"bleu_tokenize": sacre.tokenize}, rouge_rows["rougeL"]
+    extra: dict[str, Any] = {"bleu_tokenize": sacre.tokenize}
+    if all(r.get("nll") is not None for r in rows):
+        stats["reference_perplexity"] = RatioStat(np.asarray([r["nll"] for r in rows]),
+                                                  np.asarray([float(r["tokens"]) for r in rows]), np.exp)
+    else:  # a remote model: no token probabilities, so no perplexity (not a zero)
+        extra["unavailable"] = ["reference_perplexity"]
+    return stats, extra, rouge_rows["rougeL"]
 
 
 def _language_modelling(rows: list[dict]) -> tuple[dict[str, Statistic], dict, list[float]]:
@@ -62,6 +66,17 @@ def _language_modelling(rows: list[dict]) -> tuple[dict[str, Statistic], dict, l
     stats = {"perplexity": RatioStat(nll, tokens, np.exp), "bits_per_token": RatioStat(nll, tokens, lambda x: x / LN2)}
     per_row = [float(a / b / LN2) if b else float("nan") for a, b in zip(nll, tokens, strict=True)]
     return stats, {"tokens": int(tokens.sum())}, per_row
+
+
+def _metric(stat: Statistic | None, weights: np.ndarray, n: int, options: EvalOptions) -> dict[str, Any]:
+    """``{"value", "low", "high"}`` (only ``value`` without resamples; ``None`` when not available)."""
+    if stat is None:
+        return {"value": None}
+    return interval(stat, weights).as_dict() if options.resamples else {"value": round(stat.point(n), 4)}
+
+
+def _p_value(a: Statistic | None, b: Statistic | None, weights: np.ndarray) -> float | None:
+    return None if a is None or b is None else round(paired_p_value(a, b, weights), 4)
 
 
 def score(data: EvalData, models: list[str], results: list[list[dict]], options: EvalOptions) -> dict[str, Any]:
@@ -80,14 +95,11 @@ def score(data: EvalData, models: list[str], results: list[list[dict]], options:
             stats[model], detail[model], per_row[model] = _generation(data, rows[:n], n, rouge, sacre)
         else:
             stats[model], detail[model], per_row[model] = _language_modelling(rows[:n])
-    metrics = {}
-    for model in models:
-        metrics[model] = {}
-        for name, stat in stats[model].items():
-            found = interval(stat, weights) if options.resamples else None
-            metrics[model][name] = found.as_dict() if found else {"value": round(stat.point(n), 4)}
-    pairs = [{"a": a, "b": b, "p_values": {name: round(paired_p_value(stats[a][name], stats[b][name], weights), 4)
-                                           for name in stats[a]}}
+    names = list(dict.fromkeys(name for model in models for name in stats[model]))
+    metrics = {model: {name: _metric(stats[model].get(name), weights, n, options) for name in names}
+               for model in models}
+    pairs = [{"a": a, "b": b, "p_values": {name: _p_value(stats[a].get(name), stats[b].get(name), weights)
+                                           for name in names}}
              for a, b in combinations(models, 2)] if options.resamples else []
     return {"task": data.task.value, "rows": n, "models": list(models), "metrics": metrics, "pairs": pairs,
             "detail": detail, "per_row": per_row, "resamples": options.resamples, "seed": options.seed}

@@ -137,23 +137,43 @@ def infer_task(table: Table, task: str | None, input_column: str | None,
 def read_rows(table: Table, task: str, input_column: str | None, target_column: str | None,
               max_rows: int) -> EvalData:
     """The rows to score (non-empty input and target), capped at ``max_rows`` with a note saying so."""
-    from pipelines.labels import order_labels
-
     kind, source, target = infer_task(table, task, input_column, target_column)
     frame = table.frame
+    targets = [str(frame[target].iloc[i]) for i in range(len(frame))] if target else None
+    rows = [table.row_of(i) for i in range(len(frame))]
+    return build_data(kind, [str(v) for v in frame[source].tolist()], targets, max_rows, source, target, rows)
+
+
+def build_data(task: EvalTask | str, inputs: list[str], targets: list[str] | None, max_rows: int,
+               input_column: str = "input", target_column: str | None = "target", row_numbers: list[int] | None = None,
+               labels: list[str] | None = None) -> EvalData:
+    """Rows in memory as :class:`EvalData`: rows with an empty input (or target) skipped, capped at ``max_rows``,
+    a note for each; classification labels in the app's usual order unless ``labels`` are given."""
+    from pipelines.labels import order_labels
+
+    kind = EvalTask(task)
+    if kind == EvalTask.AUTO:
+        raise InputError("evaluate.unknown_task", task=kind.value, choices=", ".join(t.value for t in EvalTask
+                                                                                   if t != EvalTask.AUTO))
+    if kind != EvalTask.LANGUAGE_MODELLING and targets is None:
+        raise InputError("evaluate.no_target", task=Msg.of(f"evaluate.task_{kind.value}"))
+    numbers = row_numbers or list(range(1, len(inputs) + 1))
+    wanted = targets if kind != EvalTask.LANGUAGE_MODELLING else None
     rows = []
-    for i, value in enumerate(frame[source].tolist()):
-        ref = str(frame[target].iloc[i]).strip() if target else ""
-        if str(value).strip() and (ref or not target):
-            rows.append((str(value), ref, table.row_of(i)))
-    notes: list[Msg] = [Msg.of("evaluate.rows_skipped", count=len(frame) - len(rows))] if len(rows) < len(frame) else []
+    for i, value in enumerate(inputs):
+        ref = str(wanted[i]).strip() if wanted is not None else ""
+        if str(value).strip() and (ref or wanted is None):
+            rows.append((str(value), ref, numbers[i]))
+    skipped = len(inputs) - len(rows)
+    notes: list[Msg] = [Msg.of("evaluate.rows_skipped", count=skipped)] if skipped else []
     if not rows:
         raise InputError("evaluate.no_rows")
     if len(rows) > max_rows:
         notes.append(Msg.of("evaluate.rows_capped", used=max_rows, total=len(rows)))
         rows = rows[:max_rows]
-    targets = [r[1] for r in rows] if target else None
-    labels = list(order_labels(targets)[0]) if kind == EvalTask.CLASSIFICATION and targets else []
-    if kind == EvalTask.CLASSIFICATION and len(labels) < 2:
-        raise InputError("evaluate.too_few_labels", column=target)
-    return EvalData(kind, source, target, [r[0] for r in rows], targets, [r[2] for r in rows], labels, notes)
+    kept = [r[1] for r in rows] if wanted is not None else None
+    found = list(labels) if labels else list(order_labels(kept)[0]) if kind == EvalTask.CLASSIFICATION else []
+    if kind == EvalTask.CLASSIFICATION and len(found) < 2:
+        raise InputError("evaluate.too_few_labels", column=target_column)
+    return EvalData(kind, input_column, target_column if wanted is not None else None, [r[0] for r in rows], kept,
+                    [r[2] for r in rows], found, notes)
