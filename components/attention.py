@@ -1,4 +1,5 @@
-"""Attention tab: bertviz head/model views, plotly heatmaps, rollout, model comparison and position embeddings.
+"""Attention tab: bertviz head/model views, plotly heatmaps, rollout, model comparison, position embeddings, the
+logit lens and attention over a generated answer.
 
 Layout and event wiring only; :class:`~components.attention_handlers.AttentionHandlers` does the work with plain
 values and :mod:`pipelines.attention` holds the task logic.
@@ -12,6 +13,8 @@ import gradio as gr
 
 from components.attention_events import wire_api, wire_compare, wire_positions, wire_ranges, wire_run
 from components.attention_handlers import AttentionHandlers
+from components.attention_insight import generated_section, lens_tab, wire_generated, wire_lens, wire_lens_api
+from components.attention_insight_handlers import AttentionInsightHandlers
 from components.common import ErrorLine, examples, model_picker
 from components.i18n import t
 from pipelines.attention.extract import DEFAULT_MAX_TOKENS, HARD_MAX_TOKENS
@@ -103,16 +106,21 @@ def _positions_tab(ctx: AppContext) -> Components:
 
 def build_attention_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     """Build the Attention tab inside the current Blocks context."""
-    handlers = AttentionHandlers(ctx)
-    ui = {**_inputs(ctx), **_selectors()}
+    handlers, insight = AttentionHandlers(ctx), AttentionInsightHandlers(ctx)
+    ui = {**_inputs(ctx), **generated_section(ctx), **_selectors()}
     with gr.Tabs():
         ui.update(_view_tabs())
+        ui.update(lens_tab(ctx))
         ui.update(_compare_tab(ctx))
         ui.update(_positions_tab(ctx))
     wire_run(handlers, ui)
     wire_ranges(handlers, ui)
     wire_compare(handlers, ui)
     wire_positions(handlers, ui)
+    wire_generated(handlers, insight, ui)
+    wire_lens(insight, ui)
     wire_api(handlers)
-    lines = {name: ui[name].box for name in ("errors", "compare_errors", "positions_errors")}
+    wire_lens_api(insight)
+    lines = {name: ui[name].box for name in ("errors", "compare_errors", "positions_errors", "gen_errors",
+                                             "lens_errors")}
     return {**{name: value for name, value in ui.items() if isinstance(value, gr.components.Component)}, **lines}

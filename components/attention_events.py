@@ -12,11 +12,13 @@ from typing import Any
 import gradio as gr
 
 from components.attention_handlers import AttentionHandlers, RunView
+from components.attention_insight_handlers import exportable_plots
 from components.common import ErrorLine, progress_reporter, run_example, ui_errors
 from components.i18n import request_lang
 from pipelines.attention.extract import DEFAULT_MAX_TOKENS
 from pipelines.attention.shape import ModelShape
 from pipelines.context import HEAVY
+from pipelines.insight.export import exportable
 
 PRIVATE = MappingProxyType({"queue": False, "show_progress": "hidden", "api_visibility": "private"})
 PLOTS = ("heatmap", "mean", "grid", "rollout", "token_bars")  # PlotViews.as_tuple() order
@@ -30,10 +32,17 @@ def _sliders(shape: ModelShape, layer: Any, head: Any) -> tuple[gr.Slider, gr.Sl
     return gr.Slider(maximum=shape.layers - 1, value=layer_i), gr.Slider(maximum=shape.heads - 1, value=head_i)
 
 
-def _run_outputs(view: RunView) -> tuple:
+def run_outputs(view: RunView) -> tuple:
+    """A run's values for :func:`run_targets` (plots with a named PNG download and any prompt/answer boundary)."""
     layer, head = _sliders(view.shape, view.selection.layer, view.selection.head)
-    return (view.result, view.note, view.head_html, view.model_html, *view.plots.as_tuple(), layer, head,
-            gr.Dropdown(choices=view.token_choices, value=view.selection.token))
+    return (view.result, view.note, view.head_html, view.model_html, *exportable_plots(view.plots, view.result),
+            layer, head, gr.Dropdown(choices=view.token_choices, value=view.selection.token))
+
+
+def run_targets(ui: Components) -> list[Any]:
+    """The components a run fills: result, note, bertviz views, plots, sliders and token picker."""
+    return [ui["result"], ui["note"], ui["head_view"], ui["model_view"], *[ui[name] for name in PLOTS], ui["layer"],
+            ui["head"], ui["token"]]
 
 
 def wire_run(handlers: AttentionHandlers, ui: Components) -> None:
@@ -43,19 +52,18 @@ def wire_run(handlers: AttentionHandlers, ui: Components) -> None:
     def run(ref: str, words: str, pair: str, cap: float, layer_i: float, head_i: float,
             progress: gr.Progress = gr.Progress()) -> tuple:
         view = handlers.run(ref, words, pair, cap, layer_i, head_i, request_lang(), progress_reporter(progress))
-        return _run_outputs(view)
+        return run_outputs(view)
 
     def reselect(result: Any, layer_i: float, head_i: float, token_i: Any) -> tuple:
-        return handlers.reselect(result, layer_i, head_i, token_i, request_lang()).as_tuple()
+        return exportable_plots(handlers.reselect(result, layer_i, head_i, token_i, request_lang()), result)
 
     def relayer(result: Any, layer_i: float, head_i: float, token_i: Any) -> tuple:
         html, plots = handlers.relayer(result, layer_i, head_i, token_i, request_lang())
-        return (html, *plots.as_tuple())
+        return (html, *exportable_plots(plots, result))
 
     plots = [ui[name] for name in PLOTS]
     inputs = [ui["model"], ui["text"], ui["text_pair"], ui["max_tokens"], ui["layer"], ui["head"]]
-    outputs = [ui["result"], ui["note"], ui["head_view"], ui["model_view"], *plots, ui["layer"], ui["head"],
-               ui["token"]]
+    outputs = run_targets(ui)
     picked = [ui["result"], ui["layer"], ui["head"], ui["token"]]
     guarded = errors.guard(run)
     errors.watch(
@@ -91,7 +99,8 @@ def wire_compare(handlers: AttentionHandlers, ui: Components) -> None:
         view = handlers.compare(ref_a, ref_b, words, pair, cap, layer_i, head_i, request_lang(),
                                 progress_reporter(progress))
         table = {"headers": view.headers, "data": view.rows}
-        return view.summary, view.head, table, view.grid
+        return (view.summary, exportable(view.head, "attention-compare-head"), table,
+                exportable(view.grid, "attention-compare-grid"))
 
     def empty_table() -> dict:
         """The table's headers in the page's language (a Dataframe does not translate i18n headers itself)."""
@@ -111,7 +120,8 @@ def wire_positions(handlers: AttentionHandlers, ui: Components) -> None:
     errors: ErrorLine = ui["positions_errors"]
 
     def show_positions(ref: str, progress: gr.Progress = gr.Progress()) -> tuple:
-        return handlers.positions(ref, request_lang(), progress_reporter(progress))
+        description, figure = handlers.positions(ref, request_lang(), progress_reporter(progress))
+        return description, exportable(figure, "position-embeddings")
 
     event = ui["positions"].click(errors.guard(show_positions), [ui["model"]],
                                   [ui["positions_note"], ui["positions_plot"]], api_name="position_embeddings",

@@ -31,6 +31,7 @@ from pipelines.attention import (
 from pipelines.attention.shape import ModelShape, model_shape
 from pipelines.attention.views import TOP_HEADER_KEYS, CompareView, PlotViews, compare_view, notes_markdown
 from pipelines.context import AppContext
+from pipelines.engines.internals import refuse_remote
 from pipelines.errors import InputError
 from pipelines.messages import render
 
@@ -71,14 +72,21 @@ class AttentionHandlers:
 
     def extract(self, ref: str, words: str, pair: str = "", cap: Any = DEFAULT_MAX_TOKENS,
                 progress: Progress = None) -> AttentionResult:
-        """Attention of every layer and head of ``ref`` on the text (cut to the app's character cap with a note)."""
+        """Attention of every layer and head of ``ref`` on the text (cut to the app's character cap with a note).
+
+        A remote model is refused (its server returns no attention), naming the same local model when there is one.
+        """
+        refuse_remote(self.ctx, ref)
         request = AttentionInput(words or "", pair or "", cap if cap not in (None, "") else DEFAULT_MAX_TOKENS)
         return extract(self.ctx.manager, ref, request, progress, self.ctx.limits)
 
     def run(self, ref: str, words: str, pair: str, cap: Any, layer: Any, head: Any, lang: str = "en",
             progress: Progress = None) -> RunView:
         """Run the model and build every view at the selected (clamped) layer and head."""
-        result = self.extract(ref, words, pair, cap, progress)
+        return self.view(self.extract(ref, words, pair, cap, progress), layer, head, lang)
+
+    def view(self, result: AttentionResult, layer: Any, head: Any, lang: str = "en") -> RunView:
+        """Every view of ``result`` at the selected (clamped) layer and head."""
         sel = Selection(_int(layer), _int(head), 0).clamp(result)
         views = build_views(result, sel, self.bertviz, lang)
         return RunView(
@@ -114,6 +122,7 @@ class AttentionHandlers:
 
     def positions(self, ref: str, lang: str = "en", progress: Progress = None) -> tuple[str, go.Figure]:
         """The description and the figure of the model's position encoding."""
+        refuse_remote(self.ctx, ref)
         loaded = load_for_attention(self.ctx.manager, ref, progress)
         if loaded.tokenizer is None:
             raise InputError("attention.err.positions_spacy")

@@ -12,6 +12,7 @@ import gradio as gr
 
 from components.batch_ui import BatchWidgets, batch_section, wire_batch
 from components.classify_handlers import ClassifyHandlers, label_metrics, probability_chart
+from components.classify_why import why_column_box, why_section, wire_explain_api, wire_why, wire_why_column
 from components.common import ErrorLine, examples, model_picker, run_example
 from components.i18n import t
 from pipelines.context import HEAVY, AppContext
@@ -118,14 +119,16 @@ def _wire_single(handlers: ClassifyHandlers, settings: Settings, single: Single)
     single.errors.watch(event, clicked)
 
 
-def _batch(ctx: AppContext, settings: Settings) -> tuple[BatchWidgets, gr.Dropdown, gr.Examples]:
+def _batch(ctx: AppContext, settings: Settings) -> tuple[BatchWidgets, gr.Dropdown, gr.Examples, gr.Checkbox]:
     batch = batch_section(ctx, "classify", "batch.label_column")
-    precision = gr.Dropdown(precision_choices(), value=Precision.AUTO.value, label=t("classify.precision"),
-                            info=t("classify.precision_info"), elem_id="classify-precision")
+    with gr.Row():
+        precision = gr.Dropdown(precision_choices(), value=Precision.AUTO.value, label=t("classify.precision"),
+                                info=t("classify.precision_info"), elem_id="classify-precision")
+        why_column = why_column_box()
     ex = examples([[str(EXAMPLES_DIR / "sentiment.csv"), "text", "label", "embeddings", "minilm-l6",
                     "positive, negative"]],
                   [batch.file, batch.text_col, batch.ref_col, settings.method, settings.model, settings.labels])
-    return batch, precision, ex
+    return batch, precision, ex, why_column
 
 
 def _wire_batch(ctx: AppContext, handlers: ClassifyHandlers, settings: Settings, batch: BatchWidgets,
@@ -141,11 +144,16 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     settings = _settings(ctx, handlers)
     with gr.Tab(t("classify.single")):
         single = _single(ctx, settings)
+        why = why_section(ctx)
     with gr.Tab(t("batch.title")):
-        batch, precision, batch_examples = _batch(ctx, settings)
+        batch, precision, batch_examples, why_column = _batch(ctx, settings)
     _wire_settings(handlers, settings)
     _wire_single(handlers, settings, single)
     _wire_batch(ctx, handlers, settings, batch, precision, batch_examples)
+    wire_why(handlers.why, why, single.text, settings.inputs)
+    wire_why_column(handlers.why, why_column)
+    wire_explain_api(handlers.why)
     return {"method": settings.method, "model": settings.model, "labels": settings.labels, "text": single.text,
             "run": single.run, "top": single.top, "chart": single.chart, "scores": single.scores,
-            "precision": precision, **{f"batch_{k}": v for k, v in vars(batch).items() if k != "errors"}}
+            "precision": precision, "why_run": why.run, "why_predicted": why.predicted, "why_chart": why.chart,
+            "why_column": why_column, **{f"batch_{k}": v for k, v in vars(batch).items() if k != "errors"}}

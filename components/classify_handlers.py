@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from components.batch_ui import BatchSpec, msg_reporter, run_batch
+from components.classify_why_handlers import WHY_COLUMN, WhyHandlers
 from components.i18n import request_lang, say
 from pipelines.context import AppContext
 from pipelines.errors import InputError
+from pipelines.insight.export import exportable
 from pipelines.messages import Msg
+from pipelines.sessions import session_key
 from pipelines.tasks.classification import (
     NliAvailability,
     Prediction,
@@ -58,6 +61,7 @@ class ClassifyHandlers:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.why = WhyHandlers(ctx)
 
     # ---- settings -----------------------------------------------------------------------------------------
     def nli(self) -> NliAvailability:
@@ -109,20 +113,28 @@ class ClassifyHandlers:
         scores = result.prediction.scores
         note = "\n\n".join(f"⚠️ {say(n, lang)}" if n.key != "limits.text_cut" else say(n, lang)
                            for n in result.notes)
-        return result.prediction.label, probability_chart(scores), scores, note
+        return result.prediction.label, exportable(probability_chart(scores), "classify-probabilities"), scores, note
 
     # ---- a whole table ------------------------------------------------------------------------------------
-    def batch_spec(self, method: str, model: str, labels: str, template: str, precision: str) -> BatchSpec:
-        """What runs per mini-batch: the classifier, its CSV window, label metrics and its live notes."""
+    def batch_spec(self, method: str, model: str, labels: str, template: str, precision: str,
+                   why: bool = False) -> BatchSpec:
+        """What runs per mini-batch: the classifier, its CSV window, label metrics and its live notes; with
+        ``why``, a column of the top-5 tokens toward each row's predicted label (integrated gradients)."""
         classifier = make_classifier(self.ctx.manager, ClassifierSpec(method, model, labels, template, precision),
                                      decisions=self.ctx.decisions)
+        explain = self.why.why_rows(method, model, labels, template) if why else None
 
         def process(texts: list[str]) -> list[dict]:
             out = classifier.classify(texts)
-            return [{"predicted_label": r["label"], "score": round(r["scores"][r["label"]], 4)} for r in out]
+            rows = [{"predicted_label": r["label"], "score": round(r["scores"][r["label"]], 4)} for r in out]
+            if explain is not None:
+                for row, cell in zip(rows, explain(texts, [r["label"] for r in out]), strict=True):
+                    row[WHY_COLUMN] = cell
+            return rows
 
-        return BatchSpec(process, classifier.window, label_metrics, stem="classified",
-                         notes=list(self.model_notes(model)), describe=classifier.describe)
+        notes = [*self.model_notes(model), *([Msg.of("insight.why.batch_note")] if why else [])]
+        return BatchSpec(process, classifier.window, label_metrics, stem="classified", notes=notes,
+                         describe=classifier.describe)
 
     def classify_csv(self, file: str, text_column: str, label_column: str, method: str, model: str, labels: str,
                      template: str, request: gr.Request, precision: str = "auto",
@@ -133,5 +145,7 @@ class ClassifyHandlers:
         on 64 rows) | float32 | bfloat16 | int8.
         Yields (status, preview table, [results.csv, results.json], metrics, confusion matrix).
         """
+        why = self.why.why_column(session_key(request))
         yield from run_batch(self.ctx, TAB, file, text_column, label_column,
-                             lambda: self.batch_spec(method, model, labels, template, precision), request, progress)
+                             lambda: self.batch_spec(method, model, labels, template, precision, why), request,
+                             progress)

@@ -61,7 +61,7 @@ def test_attention_tab_renders_bertviz_and_plotly(page, artifacts_dir) -> None:
     assert "Layer 0" in heatmap.locator(".gtitle").text_content()
     page.locator("#attention-rollout .js-plotly-plot").wait_for(timeout=30_000)
 
-    layer_box = page.get_by_label("number input for Layer")
+    layer_box = page.get_by_label("number input for Layer", exact=True)
     layer_box.fill("2")
     layer_box.press("Enter")
     layer_box.blur()

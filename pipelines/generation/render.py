@@ -45,9 +45,10 @@ def tooltip(token: TokenInfo, top_label: str = "top-5:", fragment: str = "(part 
 def token_html(tokens: list[TokenInfo], legend: str = "", top_label: str = "top-5:",
                fragment: str = "(part of a character)") -> str:
     """Every token as a coloured span; hovering or focusing it (keyboard: Tab) shows its top-5 alternatives in
-    a small box (CSS ``:focus``/``:hover``; the ``title`` carries the same text for screen readers)."""
+    a small box (CSS ``:focus``/``:hover``; the ``title`` carries the same text for screen readers). Each span
+    carries ``data-index`` (its step in the answer) and ``data-id`` (its token id) for the token inspector."""
     parts = [f"<style>{TOKEN_CSS}</style><div class='lmw-tokens'>"]
-    for token in tokens:
+    for index, token in enumerate(tokens):
         shown = token.text
         cls = "lmw-tok"
         if token.special:
@@ -56,7 +57,7 @@ def token_html(tokens: list[TokenInfo], legend: str = "", top_label: str = "top-
             shown = "\u00b7"  # a byte fragment of a multi-byte character
         tip = html.escape(tooltip(token, top_label, fragment))
         parts.append(
-            f"<span class='{cls}' tabindex='0' data-prob='{token.prob:.4f}' "
+            f"<span class='{cls}' tabindex='0' data-index='{index}' data-id='{token.id}' data-prob='{token.prob:.4f}' "
             f"style='background:{prob_colour(token.prob)}' title=\"{tip}\">"
             f"{html.escape(shown)}<span class='lmw-alt' role='tooltip'>{tip}</span></span>"
         )

@@ -1,0 +1,104 @@
+"""Insight views: seconds for the logit lens and for integrated gradients against a bare forward pass.
+
+- Logit lens on 128 tokens of SmolLM2-135M (31 rows: embeddings + 30 layers, each decoded through the final norm
+  and the 49,152-word LM head), against SmolLM2's bare forward pass on the same 128 tokens.
+- "Why this label?" with integrated gradients (32 steps in one batch, Captum's LayerIntegratedGradients) on 128
+  tokens, embedding zero-shot with MiniLM-L6, against MiniLM's bare forward pass on the same tokens; and gradient x
+  input for comparison.
+
+- With ``--panel``: the click-a-token panel (top-10 alternatives + the step's attention + integrated gradients with
+  32 steps in one batch) on a 128-token SmolLM2 context (float32), against the same bare forward pass.
+
+Medians over repeats after one warm-up call. The last line is ``ratio N``: N = logit-lens seconds divided by the
+bare SmolLM2 forward-pass seconds (128 tokens), i.e. how many forward passes one logit lens costs.
+
+Run: .venv/bin/python bench/insight.py [repeats] [--panel]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from pipelines.context import AppContext  # noqa: E402
+from pipelines.insight.attribution import make_explainer  # noqa: E402
+from pipelines.insight.logit_lens import LensInput, LogitLensTask  # noqa: E402
+from pipelines.tasks.classify import ClassifierSpec  # noqa: E402
+
+TOKENS = 128
+TEXT = ("The animal didn't cross the street because it was too tired, so it lay down by the old stone wall and "
+        "slept until the sun went down over the hills. ") * 20
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bare_forward(loaded, tokens: int):
+    ids = loaded.tokenizer(TEXT, return_tensors="pt", truncation=True, max_length=tokens)
+    ids.pop("token_type_ids", None)
+
+    def run() -> None:
+        with torch.inference_mode():
+            loaded.model(**ids)
+
+    return run
+
+
+def cut_text(tokenizer, tokens: int) -> str:
+    """A text of about ``tokens`` tokens (special tokens included)."""
+    ids = tokenizer(TEXT, add_special_tokens=False)["input_ids"][: tokens - 2]
+    return tokenizer.decode(ids)
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    repeats = int(args[0]) if args else 3
+    ctx = AppContext.create()
+    print(f"torch threads: {torch.get_num_threads()}, tokens: {TOKENS}, repeats: {repeats}")
+
+    smol = ctx.manager.load("smollm2-135m-instruct", "causal-lm")
+    lens = LogitLensTask(smol)
+    lens_s = median_seconds(lambda: lens(LensInput(TEXT, TOKENS)), repeats)
+    smol_s = median_seconds(bare_forward(smol, TOKENS), repeats)
+    print(f"smollm2 bare forward ({TOKENS} tokens): {smol_s:.3f} s")
+    print(f"logit lens ({TOKENS} tokens, {smol.model.config.num_hidden_layers + 1} rows): {lens_s:.3f} s "
+          f"({lens_s / smol_s:.1f}x forward)")
+
+    explainer = make_explainer(ctx.manager, ClassifierSpec("embeddings", "minilm-l6", "sports, cooking, finance"))
+    text = cut_text(explainer.tokenizer, TOKENS)
+    ig_s = median_seconds(lambda: explainer.explain(text, None, "integrated_gradients", 32), repeats)
+    gxi_s = median_seconds(lambda: explainer.explain(text, None, "gradient_x_input"), repeats)
+    mini_s = median_seconds(bare_forward(explainer.loaded, TOKENS), repeats)
+    print(f"minilm bare forward ({TOKENS} tokens): {mini_s:.3f} s")
+    print(f"integrated gradients (32 steps, one batch): {ig_s:.3f} s ({ig_s / mini_s:.1f}x forward)")
+    print(f"gradient x input: {gxi_s:.3f} s ({gxi_s / mini_s:.1f}x forward)")
+    if "--panel" in sys.argv:
+        from pipelines.insight.token_inspect import TokenInspector
+
+        inspector = TokenInspector(ctx)
+        ids = smol.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+        prompt, answer = smol.tokenizer.decode(ids[:TOKENS - 8]), smol.tokenizer.decode(ids[TOKENS - 8:TOKENS])
+        settings = {"mode": "completion", "precision": "float32"}
+        panel_s = median_seconds(lambda: inspector.inspect("smollm2-135m-instruct", prompt, answer, 7, settings),
+                                 repeats)
+        print(f"click-a-token panel ({TOKENS} tokens, IG 32 steps): {panel_s:.3f} s ({panel_s / smol_s:.1f}x forward)")
+    print(f"ratio {lens_s / smol_s:.1f}")
+
+
+if __name__ == "__main__":
+    main()
