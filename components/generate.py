@@ -16,9 +16,11 @@ from components.backends_picker import generation_picker
 from components.common import ErrorLine, examples, run_example
 from components.generate_events import GenerateEvents, register_api
 from components.generate_handlers import KNOB_NAMES, SAME, GenerateHandlers
+from components.generate_inspect import inspect_panel, wire_inspect, wire_inspect_api
 from components.i18n import t
 from pipelines.context import HEAVY, AppContext
 from pipelines.generation import DEFAULT_SYSTEM
+from pipelines.generation.engines import ENGINES, Engine
 from pipelines.generation.presets import PRESETS
 from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, MODES, PRECISIONS, Mode, mode_defaults
 
@@ -33,9 +35,16 @@ def _precision_choices(same: bool = False) -> list[tuple[Any, str]]:
     return [(t("generate.same_as_a"), SAME), *choices] if same else choices
 
 
+def _engine_choices(same: bool = False) -> list[tuple[Any, str]]:
+    choices = [(t("generate.engine.auto") if e == Engine.AUTO else e, e) for e in ENGINES]
+    return [(t("generate.same_as_a"), SAME), *choices] if same else choices
+
+
 def _model_row(ctx: AppContext, c: dict[str, Any]) -> None:
     with gr.Row():
         c["picker"] = generation_picker(ctx, KINDS, ctx.config.chat_model, elem_id="generate-model")
+        c["engine"] = gr.Dropdown(_engine_choices(), value=Engine.AUTO.value, label=t("generate.engine"),
+                                  info=t("generate.engine_info"), elem_id="generate-engine")
         c["precision"] = gr.Dropdown(_precision_choices(), value="auto", label=t("generate.precision"),
                                      info=t("generate.precision_info"))
         c["mode"] = gr.Radio([(t(f"generate.mode.{m}"), m) for m in MODES], value="auto", label=t("generate.mode"),
@@ -93,6 +102,7 @@ def _explorer_and_compare(ctx: AppContext, c: dict[str, Any]) -> None:
         gr.Markdown(t("generate.compare_info"))
         with gr.Row():
             c["picker_b"] = generation_picker(ctx, KINDS, ctx.config.chat_model, label_key="generate.model_b")
+            c["engine_b"] = gr.Dropdown(_engine_choices(same=True), value=SAME, label=t("generate.engine_b"))
             c["precision_b"] = gr.Dropdown(_precision_choices(same=True), value=SAME, label=t("generate.precision_b"))
             c["sampling_b"] = gr.Radio([(t(f"generate.sampling_b.{v}"), v) for v in (SAME, "greedy", "sample")],
                                        value=SAME, label=t("generate.sampling_b"))
@@ -117,7 +127,7 @@ def _wire(c: dict[str, Any], ev: GenerateEvents) -> None:
             c["prompt"].submit(errors.guard(ev.generate), chat_inputs, chat_outputs, **private),
             c["regenerate"].click(errors.guard(ev.regenerate), chat_inputs, chat_outputs, **private),
             run_example(c["examples"], errors.guard(ev.generate), chat_inputs, chat_outputs, concurrency_id=HEAVY)]
-    compare_inputs = knobs | {c["picker_b"], c["precision_b"], c["sampling_b"], c["temperature_b"]}
+    compare_inputs = knobs | {c["picker_b"], c["engine_b"], c["precision_b"], c["sampling_b"], c["temperature_b"]}
     compare = c["compare"].click(c["compare_errors"].guard(ev.compare), compare_inputs,
                                  [c[k] for k in ("out_a", "tokens_a", "stats_a", "out_b", "tokens_b", "stats_b")],
                                  **private)
@@ -141,6 +151,7 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     """Build the Generate tab inside the current Blocks context."""
     service = ctx.generation
     register_api(ctx, service)  # first, so the stable names are never taken by a UI event
+    wire_inspect_api(ctx)
     c: dict[str, Any] = {}
     gr.Markdown(t("generate.intro"))
     _model_row(ctx, c)
@@ -150,8 +161,10 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         with gr.Column(scale=2):
             c["tokens"] = gr.HTML(label=t("generate.tokens"), elem_id="generate-tokens")
             c["stats"] = gr.JSON(label=t("generate.stats"), elem_id="generate-stats")
+    inspect = inspect_panel(ctx)  # "Why this token?": click a token of the answer
     _settings_accordion(c)
     _explorer_and_compare(ctx, c)
     c["history"], c["touched"] = gr.State([]), gr.State(False)
     _wire(c, GenerateEvents(GenerateHandlers(ctx, service), c))
+    wire_inspect(ctx, inspect)
     return {k: v for k, v in c.items() if isinstance(v, gr.components.Component)}

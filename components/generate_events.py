@@ -67,7 +67,8 @@ class GenerateEvents:
 
     def compare(self, data: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         p = self.parts
-        b = ModelBSettings(data[p["precision_b"]], data[p["sampling_b"]], float(data[p["temperature_b"]]))
+        b = ModelBSettings(data[p["precision_b"]], data[p["sampling_b"]], float(data[p["temperature_b"]]),
+                           data[p["engine_b"]])
         lang = request_lang(request)
         runs = self.handlers.compare(session_key(request), (data[p["picker"]], data[p["picker_b"]]),
                                      data[p["prompt"]], self._settings(data), b, system=data[p["system"]],
@@ -120,7 +121,8 @@ def register_api(ctx: AppContext, service: GenerationService) -> None:
                  system: str = DEFAULT_SYSTEM) -> str:
         """Generate text for `prompt` with `model` (embedded name, hub id, folder or run:<id>). `settings` keys:
         max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty, stop_strings, seed,
-        precision (auto|float32|bfloat16|int8|int8-weight), mode (auto|chat|completion). Returns the text."""
+        precision (auto|float32|bfloat16|int8|int8-weight), mode (auto|chat|completion),
+        engine (auto|transformers|llama.cpp). Returns the text."""
         return service.generate(model, prompt, GenerationSettings.from_dict(settings), system=system).text
 
     @ui_errors

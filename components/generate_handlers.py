@@ -13,11 +13,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipelines.context import AppContext
+from pipelines.engines.remote import is_remote
 from pipelines.errors import InputError
 from pipelines.generation import GenerationResult, GenerationService, GenerationSettings
 from pipelines.generation.presets import apply_preset
 from pipelines.generation.render import next_token_figure, stats_view, token_html
 from pipelines.generation.settings import Mode, StopReason, mode_defaults, parse_stop_strings
+from pipelines.insight.generated import remember_exchange
 from pipelines.messages import render
 from pipelines.sessions import StopHandle
 
@@ -25,7 +27,8 @@ KIND = "generate"
 STOPPED_VALUE = "generate:stopped"  # the last snapshot of a run that ended without finishing (for Stop)
 TOKEN_VIEW_EVERY_S = 0.3  # re-render the token view at most this often while streaming
 SAME = "same"  # model B settings: as model A
-KNOB_NAMES = ("precision", "mode", "max_new", "sample", "temperature", "top_p", "top_k", "rep", "stop_strings", "seed")
+KNOB_NAMES = ("engine", "precision", "mode", "max_new", "sample", "temperature", "top_p", "top_k", "rep",
+              "stop_strings", "seed")
 ProgressFn = Callable[[float, str], None]
 
 
@@ -47,6 +50,7 @@ class ModelBSettings:
     precision: str = SAME
     sampling: str = SAME  # same, greedy or sample
     temperature: float = 0.7
+    engine: str = SAME
 
 
 class GenerateHandlers:
@@ -68,7 +72,8 @@ class GenerateHandlers:
         return GenerationSettings(
             max_new_tokens=int(knobs.get("max_new") or 128), stop_strings=parse_stop_strings(knobs.get("stop_strings")),
             seed=int(seed if seed is not None else 0), precision=knobs.get("precision") or "auto",
-            mode=knobs.get("mode") or "auto", **{k: v for k, v in sampling.items() if v is not None},
+            mode=knobs.get("mode") or "auto", engine=knobs.get("engine") or "auto",
+            **{k: v for k, v in sampling.items() if v is not None},
         ).validated()
 
     @staticmethod
@@ -83,6 +88,8 @@ class GenerateHandlers:
         changes: dict[str, Any] = {}
         if b.precision and b.precision != SAME:
             changes["precision"] = b.precision
+        if b.engine and b.engine != SAME:
+            changes["engine"] = b.engine
         if b.sampling == "greedy":
             changes["do_sample"] = False
         elif b.sampling == "sample":
@@ -96,6 +103,16 @@ class GenerateHandlers:
         """Stream one answer as :class:`View` snapshots; Stop (:meth:`stop`) ends it."""
         with self._registered(session) as handle:
             yield from self._views(handle, model, message, settings, system, history, lang, progress)
+            self._remember(session, model, message, settings, system, handle.latest)
+
+    def _remember(self, session: str, model: str, message: str, settings: GenerationSettings, system: str,
+                  result: GenerationResult | None) -> None:
+        """Keep a local model's finished answer for the token inspector and the Attention tab."""
+        if result is None or is_remote(model):
+            return
+        remember_exchange(self.ctx.sessions, session, message, result.text, model or self.service.default_model,
+                          mode=result.mode or settings.mode, precision=settings.precision, system=system,
+                          formatted=result.prompt, answer_ids=[t.id for t in result.tokens])
 
     @contextlib.contextmanager
     def _registered(self, session: str) -> Iterator[StopHandle]:
@@ -123,7 +140,7 @@ class GenerateHandlers:
             view = None
             if result.done or now - rendered_at >= TOKEN_VIEW_EVERY_S:
                 view, rendered_at = self.token_view(result, lang), now
-            yield View(result.text, view, stats_view(result.stats(lang), lang), result.mode, result.done)
+            yield View(result.text, view, self.stats_view(result, lang), result.mode, result.done)
         handle.done = finish
 
     def chat(self, session: str, model: str, message: str, history: list[dict[str, str]],
@@ -166,7 +183,22 @@ class GenerateHandlers:
         if last is None:
             return None
         last = replace(last, stop_reason=StopReason.STOPPED)
-        return self.token_view(last, lang), stats_view(last.stats(lang), lang)
+        return self.token_view(last, lang), self.stats_view(last, lang)
+
+    @staticmethod
+    def stats_view(result: GenerationResult, lang: str = "en") -> dict[str, Any] | None:
+        """The stats panel: :func:`stats_view`'s rows with the engine that answered beside the precision."""
+        shown = stats_view(result.stats(lang), lang)
+        if shown is None or not result.engine:
+            return shown
+        anchor = render("generate.stat.precision", lang)
+        rows: dict[str, Any] = {}
+        for label, value in shown.items():
+            if label == anchor:
+                rows[render("generate.stat.engine", lang)] = result.engine
+            rows[label] = value
+        rows.setdefault(render("generate.stat.engine", lang), result.engine)
+        return rows
 
     @staticmethod
     def token_view(result: GenerationResult, lang: str = "en") -> str:

@@ -13,7 +13,7 @@ from pipelines.models.embedded import is_cached
 from pipelines.models.kinds import TRANSFORMERS_KINDS, USER_PRECISIONS, ModelKind, Precision
 from pipelines.models.warmup import WarmupState
 
-LOADED_COLUMNS = ("model", "adapter", "kind", "device", "dtype", "attention", "size_mb", "load_seconds")
+LOADED_COLUMNS = ("model", "adapter", "kind", "engine", "device", "dtype", "attention", "size_mb", "load_seconds")
 EMBEDDED_COLUMNS = ("name", "description", "package", "state")
 AUTO = "auto"
 

@@ -19,7 +19,8 @@ def test_closing_the_page_stops_a_running_batch_job(browser, ctx: AppContext, tm
     demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
     try:
         path = tmp_path / "many.csv"
-        path.write_text("text\n" + "".join(f"Match report number {i}\n" for i in range(400)), encoding="utf-8")
+        rows = (f"Match report number {i}: the home side won after a late goal in extra time\n" for i in range(5000))
+        path.write_text("text\n" + "".join(rows), encoding="utf-8")  # long enough to outlast the page
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
         page.get_by_role("tab", name="Classify").click()
@@ -39,7 +40,7 @@ def test_closing_the_page_stops_a_running_batch_job(browser, ctx: AppContext, tm
         deadline = time.monotonic() + 60
         while not job.finished and time.monotonic() < deadline:
             time.sleep(0.25)
-        assert job.finished and job.stopped
+        assert job.finished and job.stopped, (job.done, job.total, getattr(job, 'error', None))
         assert 0 < job.done < job.total
     finally:
         demo.close()

@@ -190,6 +190,7 @@ ALLOWED_WORDS = frozenset((
     "mb", "kb", "gb", "ms", "top", "sdpa", "eager", "fp", "bf", "int", "float", "tf", "idf", "bm", "pdf", "png",
     "english", "lmw", "pip", "onnx", "js", "html", "xml", "sql", "zip",
     "openai",  # the protocol's name (OpenAI-compatible backends)
+    "cpp",  # llama.cpp, the engine's name
     "auto",  # the literal value typed into a setting (LoRA target modules: "auto")
 ))
 WORD = re.compile(r"[A-Za-z0-9]+")  # a word is a run of letters and digits; only letters-only ones count

@@ -54,7 +54,10 @@ def context_length(model: Any, tokenizer: Any) -> int:
 class GenerationEngine:
     """Prompt formatting, streaming generation and next-token probabilities for one loaded causal LM."""
 
+    name = "transformers"
+
     def __init__(self, loaded: LoadedModel, precision: str = "", compute: ComputeThread | None = None) -> None:
+        self.notes: list[Msg] = []  # why this engine answers, when the user asked for another one
         self.loaded = loaded
         self.compute = compute or ComputeThread()
         self.model = loaded.model
@@ -138,6 +141,22 @@ class GenerationEngine:
             config.pad_token_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         return config
 
+    def begin(self, prompt_ids: list[int], settings: GenerationSettings, stop_event: threading.Event | None,
+              prompt: str, notes: list[Msg] | None, mode: str,
+              dropped_turns: int) -> tuple[GenerationSettings, GenerationResult, threading.Event]:
+        """(settings resolved for the mode, the first empty snapshot, the stop event) of a new generation."""
+        settings = settings.validated()
+        used_mode = mode or (settings.mode if settings.mode != Mode.AUTO else self.resolve_mode(Mode.AUTO))
+        settings = replace(settings, mode=used_mode).for_mode(used_mode)
+        max_new, cap_notes = self.cap_new_tokens(settings.max_new_tokens, len(prompt_ids))
+        seed = settings.seed if settings.seed >= 0 else random.randrange(2**31)
+        result = GenerationResult(
+            prompt=prompt, prompt_tokens=len(prompt_ids), max_new_tokens=max_new, device=self.loaded.device,
+            precision=self.precision, engine=self.name, seed=seed, notes=[*(notes or []), *cap_notes],
+            mode=str(mode), dropped_turns=dropped_turns, sampling=settings.sampling_summary(),
+        )
+        return settings, result, stop_event or threading.Event()
+
     def stream(
         self,
         prompt_ids: list[int],
@@ -149,17 +168,9 @@ class GenerationEngine:
         dropped_turns: int = 0,
     ) -> Iterator[GenerationResult]:
         """Yield a snapshot after every token; the last one has ``done=True`` and the stats."""
-        settings = settings.validated()
-        used_mode = mode or (settings.mode if settings.mode != Mode.AUTO else self.resolve_mode(Mode.AUTO))
-        settings = replace(settings, mode=used_mode).for_mode(used_mode)
-        stop_event = stop_event or threading.Event()
-        max_new, cap_notes = self.cap_new_tokens(settings.max_new_tokens, len(prompt_ids))
-        seed = settings.seed if settings.seed >= 0 else random.randrange(2**31)
-        result = GenerationResult(
-            prompt=prompt, prompt_tokens=len(prompt_ids), max_new_tokens=max_new, device=self.loaded.device,
-            precision=self.precision, seed=seed, notes=[*(notes or []), *cap_notes], mode=str(mode),
-            dropped_turns=dropped_turns, sampling=settings.sampling_summary(),
-        )
+        settings, result, stop_event = self.begin(prompt_ids, settings, stop_event, prompt, notes, mode,
+                                                  dropped_turns)
+        max_new, seed = result.max_new_tokens, result.seed
         recorder = LogitsRecorder()
         streamer = QueueStreamer(recorder)
         halt = threading.Event()  # ends the worker when the consumer goes away; the caller's event stays as it was
@@ -209,7 +220,7 @@ class GenerationEngine:
         started: list[float],
     ) -> Iterator[GenerationResult]:
         decoder = PieceDecoder(self.tokenizer)
-        eos = _eos_ids(self.model, self.tokenizer)
+        eos = self.eos_ids()
         first_at = last_at = None
         while True:
             item = streamer.queue.get()
@@ -253,6 +264,14 @@ class GenerationEngine:
         if stop.is_set():
             return StopReason.STOPPED
         return StopReason.LENGTH
+
+    def eos_ids(self) -> set[int]:
+        """The token ids that end a generation."""
+        return _eos_ids(self.model, self.tokenizer)
+
+    def next_tokens(self, prompt_ids: list[int], k: int = 20) -> list[dict[str, Any]]:
+        """The ``k`` most likely next tokens after ``prompt_ids`` as ``[{"token", "prob", "id"}]``."""
+        return NextTokenTask(self.loaded, k=k, compute=self.compute)(prompt_ids)
 
     def generate(self, prompt_ids: list[int], settings: GenerationSettings, **kwargs: Any) -> GenerationResult:
         """Run to the end and return the final result."""

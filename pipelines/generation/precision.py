@@ -1,9 +1,27 @@
 """Precision for generation: fp32, bf16, int8 (dynamic, from the manager), int8-weight (weight-only) and auto.
 
-``auto`` on the CPU measures once per model, on a short held-out text, the perplexity and the decode speed of
-every candidate, and picks the fastest whose perplexity stays within 3 % of fp32. The decision is cached in
-``<cache_dir>/generation_precision.json`` (per machine: the key holds device and torch version; the
-install step measures the embedded SmolLM2 ahead of time). On a GPU, auto keeps the manager's choice (bf16/fp16).
+``auto`` on the CPU measures once per model and machine, and picks float32 unless a candidate is faster for the
+requests users send, prompt included (time to first token) — not for decoding alone: the old auto timed decode
+steps only, picked bfloat16 at 1.15x, and the time to first token went from 0.52 s to 2.52 s because bfloat16's
+prefill was several times slower than float32's on that CPU. The measurement:
+
+* perplexity of every candidate on a short held-out text (one forward pass; stepwise for ``int8-weight``, whose
+  decoding path differs from its prompt path); a candidate more than 3 % above float32 is not timed at all;
+* bfloat16 is measured only where a bfloat16 Linear of the model's width is faster than float32 both for one row
+  (decode-sized) and for a ``PROMPT_TOKENS`` prompt (prefill-sized) (:mod:`pipelines.models.precision_probe`);
+  on CPUs without native bfloat16 (AVX2 only) it is emulated and several times slower;
+* ``TIMING_ROUNDS`` interleaved rounds (A B, B A, ...): in each, every candidate runs a ``PROMPT_TOKENS``-token
+  prompt (prefill) and ``DECODE_STEPS`` single-token steps (decode). Each round gives paired ratios against
+  float32: prefill, decode, and a typical request (prefill + ``REQUEST_TOKENS`` decode steps);
+* a candidate qualifies when the **median** request ratio and decode ratio reach ``MIN_SPEEDUP`` (a margin over
+  noise) and its median prefill ratio is at least ``PREFILL_FLOOR`` (the time to first token is not worse than
+  float32's beyond noise); the one with the best request ratio wins, float32 when none qualifies.
+
+The decision is cached in ``<cache_dir>/generation_precision.json`` (``{"version": CACHE_VERSION, "decisions":
+{...}}``; the key holds the model, adapter, device, torch version and the CPU, so a Space moved to other hardware
+measures again). Files of an older version (which could hold a bfloat16 decision made from decode steps alone)
+are ignored and replaced. The install step measures the embedded SmolLM2 ahead of time. On a GPU, auto keeps the
+manager's choice (bf16/fp16).
 
 ``int8-weight`` keeps the fp32 model for the prompt (prefill, so the first token and the time to first token
 are fp32's) and decodes with int8 per-channel weights and bf16 activations through PyTorch's
@@ -11,6 +29,13 @@ are fp32's) and decodes with int8 per-channel weights and bf16 activations throu
 quantised too) raises perplexity by ~210 % (per-channel weights; ~260 % per-tensor), weight-only int8 by ~2 %;
 torchao's Int8WeightOnlyConfig gave the same quality but decoded ~4x slower than fp32 (tensor-subclass
 overhead), hence this small module.
+
+Tried and not kept (SmolLM2-135M, 2-core AMD EPYC with AVX-512-BF16, torch 2.13, paired interleaved decode steps):
+int4 weight-only through ``_weight_int4pack_mm_for_cpu`` (groups of 32 with scale and zero, which reproduce the
+GGUF's Q4_1 weights exactly) decoded at 27.6 ms a step against 63.2 ms fp32 and 25.8 ms int8-weight (2.32x against
+2.46x, load average ~4); under a load average of ~12 both fell below fp32 (0.67x and 0.33x), which is why auto
+decides on paired medians with a margin. A static KV cache with ``torch.compile`` was not measured (no time with
+the compile cache warm on a shared, loaded 2-core machine); nothing is compiled at install time.
 """
 
 from __future__ import annotations
@@ -37,7 +62,13 @@ from pipelines.models.manager import LoadedModel, ModelManager, dynamic_int8, mo
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, Any], None]  # a description string, or a keyed Msg the UI renders
 PPL_TOLERANCE = 0.03
-TIMING_ROUNDS = 5
+TIMING_ROUNDS = 6  # interleaved rounds; even, so each candidate goes first as often as float32
+PROMPT_TOKENS = 100  # the prompt length timed for prefill (a short chat turn with its template)
+DECODE_STEPS = 6
+REQUEST_TOKENS = 64  # decode steps of the typical request the overall ratio weighs prefill against
+MIN_SPEEDUP = 1.1
+PREFILL_FLOOR = 0.95
+CACHE_VERSION = 2
 CPU_CANDIDATES = ("int8-weight", "int8", "bfloat16", "float32")
 HELD_OUT_TEXT = (
     "The old lighthouse keeper climbed the spiral stairs every evening, counting the steps as his father had "
@@ -113,6 +144,28 @@ def decode_seconds(model: Any, steps: int = 6, rounds: int = 3) -> float:
     return sorted(timings)[len(timings) // 2]
 
 
+def prefill_seconds(model: Any, tokens: int = PROMPT_TOKENS) -> float:
+    """Seconds of one forward pass over a ``tokens``-token prompt with a fresh cache (the time to first token)."""
+    prompt = (torch.arange(tokens, device=_device(model)) % 1000 + 100).unsqueeze(0)
+    with torch.inference_mode():
+        started = time.perf_counter()
+        model(input_ids=prompt, use_cache=True)
+    return time.perf_counter() - started
+
+
+def machine_tag() -> str:
+    """The CPU this runs on (model name, vector capability, threads): decisions measured elsewhere do not apply."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name or 'cpu'}|{torch.backends.cpu.get_cpu_capability()}|{torch.get_num_threads()}t"
+
+
 def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
@@ -162,7 +215,7 @@ class PrecisionSelector:
         if choice is None or "float32" not in choice.measurements or choice.precision not in choice.measurements:
             return None
         ref32, best = choice.measurements["float32"], choice.measurements[choice.precision]
-        speed = ref32["step_s"] / best["step_s"] if best["step_s"] else 1.0
+        speed = _ratios(best, ref32)[0] if best is not ref32 else 1.0
         return Msg.of("generate.note.auto_precision", precision=choice.precision, speedup=f"{speed:.2f}",
                       ppl=f"{best['ppl'] / ref32['ppl'] - 1:+.1%}")
 
@@ -181,14 +234,25 @@ class PrecisionSelector:
         loaded_ref = self.manager.resolve(ref)
         base = loaded_ref.base.name if loaded_ref.base else loaded_ref.name
         adapter = loaded_ref.run.id if loaded_ref.run else ""
-        return f"{base}|{adapter}|{self.manager.device}|torch-{torch.__version__}"
+        machine = machine_tag() if self.manager.device == "cpu" else self.manager.device
+        return f"{base}|{adapter}|{self.manager.device}|torch-{torch.__version__}|{machine}"
+
+    def _decisions(self) -> dict[str, Any]:
+        """The cached decisions; empty for a missing, unreadable or older-version file."""
+        try:
+            data = json.loads(self.cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+            return {}  # e.g. version 1's decisions, made from decode steps alone (bfloat16 with a 5x slower TTFT)
+        decisions = data.get("decisions")
+        return decisions if isinstance(decisions, dict) else {}
 
     def cached(self, ref: str) -> PrecisionChoice | None:
         try:
-            data = json.loads(self.cache_file.read_text(encoding="utf-8"))
-            entry = data[self._cache_key(ref)]
+            entry = self._decisions()[self._cache_key(ref)]
             return PrecisionChoice(entry["precision"], entry["measurements"], entry["reason"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             return None
 
     def choose(self, ref: str, progress: ProgressFn | None = None, refresh: bool = False) -> PrecisionChoice:
@@ -207,23 +271,29 @@ class PrecisionSelector:
         return choice
 
     def _measure(self, ref: str, base: LoadedModel) -> dict[str, dict[str, float]]:
-        """Perplexity and decoding-step seconds of every CPU candidate."""
+        """Perplexity, prefill and decode seconds, and paired ratios against float32 of every CPU candidate."""
+        from pipelines.models.precision_probe import bf16_is_faster
+
         measured: dict[str, dict[str, float]] = {}
         models: dict[str, torch.nn.Module] = {}
-        for name in CPU_CANDIDATES:
+        limit = math.inf
+        for name in ("float32", *(c for c in CPU_CANDIDATES if c != "float32")):
+            if name == "bfloat16" and not bf16_is_faster(int(base.model.config.hidden_size), (1, PROMPT_TOKENS)):
+                log.info("bfloat16 is slower than float32 here for one row or a prompt: not a candidate")
+                continue
             try:
-                models[name] = self._candidate(base.model, name)
-                ppl = perplexity(models[name], base.tokenizer, self.held_out, stepwise=name == "int8-weight")
-                measured[name] = {"ppl": ppl, "step_s": math.inf}
+                model = self._candidate(base.model, name)
+                ppl = perplexity(model, base.tokenizer, self.held_out, stepwise=name == "int8-weight")
             except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is simply not chosen
-                models.pop(name, None)
                 log.info("Precision %s unavailable for %s: %s", name, ref, exc)
-        # Timing rounds interleave the candidates and keep each one's best round, so a burst of load from
-        # other processes does not single out one candidate.
-        for _ in range(TIMING_ROUNDS):
-            for name, model in models.items():
-                step = decode_seconds(model, rounds=1)
-                measured[name]["step_s"] = min(measured[name]["step_s"], step)
+                continue
+            measured[name] = {"ppl": ppl, "step_s": math.inf, "prefill_s": math.inf}
+            limit = ppl * (1 + PPL_TOLERANCE) if name == "float32" else limit
+            if ppl <= limit:  # only candidates that keep the quality are worth timing
+                models[name] = model
+        if "float32" in models:
+            for name, timing in _timings(models).items():
+                measured[name].update(timing)
         return measured
 
     @staticmethod
@@ -238,25 +308,80 @@ class PrecisionSelector:
 
     def _store(self, ref: str, choice: PrecisionChoice) -> None:
         with self._lock:
-            try:
-                data = json.loads(self.cache_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
-            data[self._cache_key(ref)] = {
+            decisions = self._decisions()
+            decisions[self._cache_key(ref)] = {
                 "precision": choice.precision, "measurements": choice.measurements, "reason": choice.reason,
             }
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            data = {"version": CACHE_VERSION, "decisions": decisions}
             self.cache_file.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
+def _timings(models: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Interleaved prefill and decode timings (A B, B A, ...) and their median paired ratios against float32."""
+    from pipelines.models.precision_probe import median
+
+    names = list(models)
+    for model in models.values():  # first calls create the kernels and caches: not what is compared
+        prefill_seconds(model, 8)
+        decode_seconds(model, steps=1, rounds=1)
+    prefill: dict[str, list[float]] = {name: [] for name in names}
+    decode: dict[str, list[float]] = {name: [] for name in names}
+    for number in range(TIMING_ROUNDS):
+        for name in names if number % 2 == 0 else names[::-1]:
+            prefill[name].append(prefill_seconds(models[name]))
+            decode[name].append(decode_seconds(models[name], steps=DECODE_STEPS, rounds=1))
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        pairs = list(zip(prefill["float32"], decode["float32"], prefill[name], decode[name], strict=True))
+        out[name] = {
+            "step_s": median(decode[name]), "prefill_s": median(prefill[name]),
+            "decode_ratio": median([d32 / d for _p32, d32, _p, d in pairs]),
+            "prefill_ratio": median([p32 / p for p32, _d32, p, _d in pairs]),
+            "request_ratio": median([(p32 + REQUEST_TOKENS * d32) / (p + REQUEST_TOKENS * d)
+                                     for p32, d32, p, d in pairs]),
+        }
+    return out
+
+
+def _ratios(entry: dict[str, float], ref: dict[str, float]) -> tuple[float, float, float]:
+    """(decode, prefill, request) ratios over float32: the measured medians, or from the seconds when absent."""
+    def ratio(key: str) -> float:
+        mine, theirs = entry.get(key), ref.get(key)
+        return theirs / mine if mine and theirs and math.isfinite(mine) and math.isfinite(theirs) else 1.0
+
+    decode = entry.get("decode_ratio") or ratio("step_s")
+    prefill = entry.get("prefill_ratio") or ratio("prefill_s")
+    if entry.get("request_ratio"):
+        return decode, prefill, entry["request_ratio"]
+    if entry.get("prefill_s") and ref.get("prefill_s") and math.isfinite(entry["prefill_s"]):
+        request = ((ref["prefill_s"] + REQUEST_TOKENS * ref["step_s"])
+                   / (entry["prefill_s"] + REQUEST_TOKENS * entry["step_s"]))
+    else:
+        request = decode
+    return decode, prefill, request
+
+
 def pick(measured: dict[str, dict[str, float]], tolerance: float = PPL_TOLERANCE) -> PrecisionChoice:
-    """Fastest candidate with perplexity <= (1 + tolerance) x fp32's; fp32 when nothing else qualifies."""
+    """The candidate with the best request ratio among those within ``tolerance`` of float32's perplexity whose
+    decode and request ratios reach ``MIN_SPEEDUP`` and whose prefill ratio is at least ``PREFILL_FLOOR``;
+    float32 when nothing qualifies."""
     ref = measured.get("float32")
     if ref is None:
         return PrecisionChoice("float32", measured, "fp32 (nothing could be measured)")
     limit = ref["ppl"] * (1 + tolerance)
-    ok = {k: v for k, v in measured.items() if math.isfinite(v["ppl"]) and v["ppl"] <= limit}
-    best = min(ok, key=lambda k: ok[k]["step_s"])
-    speedup = ref["step_s"] / ok[best]["step_s"] if ok[best]["step_s"] else 1.0
-    change = ok[best]["ppl"] / ref["ppl"] - 1
-    return PrecisionChoice(best, measured, f"{best}, {speedup:.2f}x fp32 decode speed, perplexity {change:+.1%}")
+    ok: dict[str, tuple[float, float, float]] = {}
+    for name, entry in measured.items():
+        ppl = entry.get("ppl")
+        if name == "float32" or ppl is None or not math.isfinite(ppl) or ppl > limit:
+            continue
+        decode, prefill, request = _ratios(entry, ref)
+        if decode >= MIN_SPEEDUP and request >= MIN_SPEEDUP and prefill >= PREFILL_FLOOR:
+            ok[name] = (decode, prefill, request)
+    if not ok:
+        return PrecisionChoice("float32", measured, "fp32 (no candidate was faster, prompt included, with margin)")
+    best = max(ok, key=lambda name: ok[name][2])
+    decode, prefill, request = ok[best]
+    change = measured[best]["ppl"] / ref["ppl"] - 1
+    return PrecisionChoice(best, measured, f"{best}, {decode:.2f}x fp32 decode speed, {prefill:.2f}x prefill, "
+                                           f"{request:.2f}x a {REQUEST_TOKENS}-token answer, perplexity {change:+.1%}")

@@ -38,6 +38,7 @@ class GenerationResult:
     total_s: float = 0.0
     device: str = "cpu"
     precision: str = ""
+    engine: str = ""  # transformers or llama.cpp (remote endpoints leave it empty)
     seed: int = 0
     stop_reason: str = ""
     notes: list[Msg] = field(default_factory=list)
@@ -61,6 +62,7 @@ class GenerationResult:
             "total_s": round(self.total_s, 3),
             "device": self.device,
             "precision": str(self.precision),
+            "engine": str(self.engine),
             "seed": self.seed,
             "stop_reason": str(self.stop_reason),
             "mode": str(self.mode),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.context import AppContext
 from pipelines.engines.remote import backends_of, is_remote
-from pipelines.errors import InputError
+from pipelines.errors import InputError, ModelLoadError
 from pipelines.generation.presets import is_chinese
 from pipelines.generation.results import GenerationResult
 from pipelines.generation.settings import GenerationSettings, Mode
@@ -71,16 +71,41 @@ class GenerationService:
 
         return PrecisionSelector(self.ctx.manager, precision_cache_file(self.ctx.config.cache_dir), self.compute)
 
-    def engine(self, ref: str, precision: str = "auto", progress: ProgressFn | None = None) -> GenerationEngine:
+    def engine(self, ref: str, precision: str = "auto", progress: ProgressFn | None = None,
+               engine: str = "auto", needs_internals: bool = False) -> GenerationEngine:
+        """The engine that answers ``ref`` (:func:`~pipelines.generation.engines.choose_engine`), its model loaded."""
+        from pipelines.engines.internals import refuse_remote
+        from pipelines.generation.engines import Engine, choose_engine
+
+        refuse_remote(self.ctx, ref)  # a remote model only generates: this path loads the model's weights
+        ref = (ref or "").strip() or self.default_model
+        choice = choose_engine(self.ctx, ref, engine, needs_internals, precision)
+        if choice.engine == Engine.LLAMACPP and choice.source is not None:
+            try:
+                return self._llamacpp(choice.source, progress)
+            except ModelLoadError as exc:
+                if engine != Engine.AUTO or choice.source.run is None:
+                    raise
+                note = Msg.of("generate.note.llamacpp_failed", reason=exc.render("en")[:200])
+                return self._transformers(ref, precision, progress, note)
+        return self._transformers(ref, precision, progress, choice.note)
+
+    def _llamacpp(self, source: Any, progress: ProgressFn | None) -> GenerationEngine:
+        from pipelines.generation.llamacpp import LlamaCppEngine
+
+        loaded = self.ctx.manager.load_llamacpp(source, self.compute.threads, progress)
+        return LlamaCppEngine(loaded, self.compute)
+
+    def _transformers(self, ref: str, precision: str, progress: ProgressFn | None,
+                      note: Msg | None = None) -> GenerationEngine:
         from pipelines.generation.engine import GenerationEngine
 
-        if is_remote(ref):
-            raise InputError("engines.error.remote_no_explorer")
-        ref = (ref or "").strip() or self.default_model
         loaded, used = self.precision.load(ref, precision, progress)
         if loaded.kind != "causal-lm":
             raise InputError("generate.error.not_causal", ref=ref[:200])
-        return GenerationEngine(loaded, used, self.compute)
+        engine = GenerationEngine(loaded, used, self.compute)
+        engine.notes = [note] if note else []
+        return engine
 
     def prepare(
         self,
@@ -98,13 +123,14 @@ class GenerationService:
         """
         text = text or ""
         history = [m for m in (history or []) if m.get("role") in ("user", "assistant")]
-        self.ctx.limits.refuse("".join([system or "", text, *(str(m.get("content", "")) for m in history)]))
+        self.refuse_oversized(text, system, history)
         used = engine.resolve_mode(mode)
         notes = [Msg.of("generate.note.english_model")] if is_chinese(text) and is_embedded_model(engine.loaded) else []
         if used == Mode.COMPLETION:
-            if not text.strip():
+            ids = engine.encode(text, chat=False) if text.strip() else []
+            if not ids:  # blank, or only characters the tokenizer drops (e.g. some control characters)
                 raise InputError("generate.error.empty_prompt")
-            return PreparedPrompt(text, engine.encode(text, chat=False), used, notes)
+            return PreparedPrompt(text, ids, used, notes)
         if not text.strip():
             raise InputError("generate.error.empty_message")
         messages = [{"role": "system", "content": system}] if (system or "").strip() else []
@@ -114,6 +140,10 @@ class GenerationService:
         if dropped:
             notes.append(Msg.of("generate.note.dropped_turns", turns=dropped, context=engine.context))
         return PreparedPrompt(prompt, ids, used, notes, dropped)
+
+    def refuse_oversized(self, text: str, system: str = "", history: list[dict[str, str]] | None = None) -> None:
+        """Refuse a prompt above the app's cap (``Limits.refuse``), before any model is loaded for it."""
+        self.ctx.limits.refuse("".join([system or "", text or "", *(str(m.get("content", "")) for m in history or [])]))
 
     def stream(
         self,
@@ -135,11 +165,14 @@ class GenerationService:
             generator = RemoteGenerator(backends_of(self.ctx), self.ctx.limits)
             yield from generator.stream(ref, text, settings, system=system, history=history, stop_event=stop_event)
             return
-        engine = self.engine(ref, settings.precision, progress)
+        self.refuse_oversized(text, system, history)
+        engine = self.engine(ref, settings.precision, progress, settings.engine)
         prepared = self.prepare(engine, text, settings.mode, system, history,
                                 reserve=min(settings.max_new_tokens, engine.context // 2))
-        auto_note = self.precision.note(ref or self.default_model) if settings.precision == "auto" else None
-        notes = [*prepared.notes, *([auto_note] if auto_note else [])]
+        auto_note = None
+        if settings.precision == "auto" and engine.name == "transformers":
+            auto_note = self.precision.note(ref or self.default_model)
+        notes = [*prepared.notes, *engine.notes, *([auto_note] if auto_note else [])]
         yield from engine.stream(prepared.ids, settings, stop_event, prepared.prompt, notes, prepared.mode,
                                  prepared.dropped_turns)
 
@@ -153,9 +186,8 @@ class GenerationService:
         self, ref: str, text: str, settings: GenerationSettings, system: str = "", k: int = 20
     ) -> tuple[list[dict[str, Any]], PreparedPrompt]:
         """The ``k`` most likely next tokens after the prompt (formatted as generation would format it)."""
-        from pipelines.generation.engine import NextTokenTask
-
         settings = settings.validated()
-        engine = self.engine(ref, settings.precision)
+        self.refuse_oversized(text, system)
+        engine = self.engine(ref, settings.precision, engine=settings.engine)
         prepared = self.prepare(engine, text, settings.mode, system)
-        return NextTokenTask(engine.loaded, k=max(1, min(k, 100)), compute=self.compute)(prepared.ids), prepared
+        return engine.next_tokens(prepared.ids, k=max(1, min(k, 100))), prepared

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pipelines.errors import InputError
+from pipelines.generation.engines import Engine
 from pipelines.models.kinds import GENERATION_PRECISIONS, Precision
 
 MAX_NEW_TOKENS_CAP = 1024  # never more new tokens than this, whatever the model's context
@@ -107,6 +108,7 @@ class GenerationSettings:
     seed: int = 0  # -1 draws a random seed (reported in the stats so the answer can be reproduced)
     precision: str = Precision.AUTO
     mode: str = Mode.AUTO  # chat (model's chat template), completion (raw text) or auto (chat when there is a template)
+    engine: str = Engine.AUTO  # auto (llama.cpp for a GGUF model on a CPU), transformers or llama.cpp
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GenerationSettings:
@@ -131,6 +133,7 @@ class GenerationSettings:
         """A copy with every number clamped into its allowed range (unset sampling knobs stay unset)."""
         precision = _choice(self.precision, Precision, "generate.error.unknown_precision")
         mode = _choice(self.mode, Mode, "generate.error.unknown_mode")
+        engine = _choice(self.engine, Engine, "generate.error.unknown_engine")
         stops = parse_stop_strings(self.stop_strings)
         if len(stops) > MAX_STOP_STRINGS or any(len(s) > MAX_STOP_CHARS for s in stops):
             raise InputError("generate.error.stop_strings", count=MAX_STOP_STRINGS, chars=MAX_STOP_CHARS)
@@ -149,6 +152,7 @@ class GenerationSettings:
             seed=int(self.seed) if int(self.seed) >= 0 else -1,
             precision=precision,
             mode=mode,
+            engine=engine,
         )
 
     def for_mode(self, mode: str) -> GenerationSettings:

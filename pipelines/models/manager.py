@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import AppConfig
 from pipelines.errors import ModelLoadError, WorkbenchError
@@ -32,6 +32,9 @@ from pipelines.models.loading import (
     model_nbytes,
 )
 from pipelines.models.refs import ModelRef
+
+if TYPE_CHECKING:
+    from pipelines.models.llamacpp import GgufSource
 
 __all__ = ["CacheKey", "LoadedModel", "ModelManager", "dynamic_int8", "model_nbytes"]
 
@@ -54,11 +57,13 @@ class CacheKey:
     dtype: str
     kind: str
     attn: str | None = None
+    engine: str = "transformers"  # or "llama.cpp" (a GGUF model; ``dtype`` is then its quantisation, e.g. Q4_1)
+    threads: int = 0  # llama.cpp models: the threads they were built with
 
     def same_model(self, other: CacheKey) -> bool:
-        """Whether ``other`` is the same model, adapter, device, head and kernel (any dtype)."""
-        return (self.model, self.adapter, self.device, self.kind, self.attn) == (
-            other.model, other.adapter, other.device, other.kind, other.attn)
+        """Whether ``other`` is the same model, adapter, device, head, kernel and engine (any dtype)."""
+        return (self.model, self.adapter, self.device, self.kind, self.attn, self.engine, self.threads) == (
+            other.model, other.adapter, other.device, other.kind, other.attn, other.engine, other.threads)
 
 
 @dataclass
@@ -89,6 +94,7 @@ class LoadedModel:
             "device": self.key.device,
             "dtype": str(self.key.dtype),
             "attention": self.key.attn or "default",
+            "engine": self.key.engine,
             "size_mb": round(self.nbytes / 2**20, 1),
             "load_seconds": round(self.load_seconds, 2),
         }
@@ -161,21 +167,44 @@ class ModelManager:
         if dt == Precision.INT8 and dev != "cpu":
             raise ModelLoadError("models.error.int8_cpu_only")
         key = CacheKey(wanted.model, adapter, dev, dt, kind, attn_implementation)
+
+        def build() -> LoadedModel:
+            if self.gate is not None and (resolved.base or resolved).embedded is not None:
+                self.gate(progress)
+            return self._build(key, resolved, progress)
+
+        return self._cached(key, build)
+
+    def load_llamacpp(self, source: GgufSource, threads: int = 0, progress: ProgressFn | None = None) -> LoadedModel:
+        """The llama.cpp model of ``source`` (a GGUF file, with a run's LoRA), built once per (file, adapter,
+        threads) and kept in the same LRU cache and memory budget as every other model."""
+        from pipelines.models.llamacpp import ENGINE, build_loaded
+
+        key = CacheKey(source.name, source.adapter, "cpu", Precision.NONE, ModelKind.CAUSAL_LM, None, ENGINE,
+                       max(0, int(threads or 0)))
+        # The key's dtype becomes the file's quantisation once built: found again by ``same_model``.
+        return self._cached(key, lambda: build_loaded(self, key, source, progress), lambda: self._reuse(key))
+
+    def _cached(self, key: CacheKey, build: Callable[[], LoadedModel],
+                find: Callable[[], LoadedModel | None] | None = None) -> LoadedModel:
+        """The cache entry ``key`` (or what ``find`` finds), built once, whoever asks at the same time."""
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
+            if find is not None:
+                hit = find()
+                if hit is not None:
+                    return hit
             with self._lock:
                 hit = self._cache.get(key)
                 if hit is not None:
                     return self._touch(hit)
-            if self.gate is not None and (resolved.base or resolved).embedded is not None:
-                self.gate(progress)
-            loaded = self._build(key, resolved, progress)
+            loaded = build()
             with self._lock:
-                self._cache[key] = loaded
+                self._cache[loaded.key] = loaded
                 self.load_count += 1
                 self.version += 1
-                self._evict(keep=key)
+                self._evict(keep=loaded.key)
             return loaded
 
     def loaded(self) -> list[dict]:
@@ -197,6 +226,8 @@ class ModelManager:
         names = {ref.strip()}
         with contextlib.suppress(WorkbenchError):  # not resolvable now (a deleted folder): match the text as typed
             names.add(canonical_name(self.resolve(ref)))
+        with contextlib.suppress(OSError, RuntimeError, ValueError):  # a .gguf file (llama.cpp) by its real path
+            names.add(str(Path(ref.strip()).expanduser().resolve()))
         return self._drop(lambda k: k.model in names or (k.adapter is not None and f"run:{k.adapter}" in names))
 
     def discard(self, key: CacheKey) -> bool:

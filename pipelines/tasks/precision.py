@@ -3,26 +3,32 @@
 Which lower precision is fastest depends on the CPU, and whether it changes predictions depends on the model:
 
 * bfloat16 weights run on oneDNN's AMX / AVX-512-BF16 kernels where the CPU has them (about 2.7x float32 for a
-  MiniLM classifier on a 2-core Sapphire Rapids) and are emulated, slower than float32, where it has not;
-* int8 is ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (about 1.7x there); it can flip a
-  prediction whose top two labels are nearly tied.
+  MiniLM classifier on a 2-core Sapphire Rapids) and are emulated, several times slower than float32, where it
+  has not (0.10x on an AVX2-only EPYC);
+* int8 is ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (1.4-1.7x); it can flip a prediction
+  whose top two labels are nearly tied.
 
-So ``auto`` measures instead of guessing:
+So ``auto`` measures instead of guessing, and must never end slower than the float32 batching it replaces, its
+own measuring included:
 
 * calls with fewer than ``MIN_BATCH_ROWS`` rows (a single text, the tail of a file) always run in float32;
-* a call with fewer than ``CALIBRATION_ROWS`` rows before any decision (a small file) runs in float32 and decides
-  nothing: a decision is only ever made, and cached, on the promised ``CALIBRATION_ROWS`` rows (the status says so);
-* the first batch call of a model on the CPU classifies ``CALIBRATION_ROWS`` of its rows (groups of similar length
-  spread over the call's lengths, see :func:`calibration_rows`) in float32; those rows keep their float32 answers
-  (nothing is lost). Every candidate in ``CANDIDATES`` is timed against float32 on one group (``PROBE_ROWS``).
-  Fastest first, a candidate that is at least ``MIN_SPEEDUP`` times faster and agrees on the probe then classifies
-  the other calibration rows too; if it agrees with float32 on at least ``MIN_AGREEMENT`` of all of them (64 rows:
-  no flip), it runs the rest of the rows and every later batch of that model. Otherwise the next candidate is
-  checked the same way, and float32 is kept when none qualifies. Only the winner pays for the full check.
-  (64 rows with no flip rejects a candidate that flips 2% of rows as often as 128 rows with at most one flip would,
-  73% of the time, at half the cost.) The decision is cached per loaded model (model, adapter, device), so it is
-  measured once; it lives in a :class:`DecisionStore` (``ctx.decisions``) shared by every session; a candidate that
-  fails to load or run is simply not chosen;
+* a call with fewer than ``DECIDE_ROWS`` rows before any decision runs in float32 and decides nothing (the
+  measurement costs about ``CALIBRATION_ROWS`` rows of candidate time, which a smaller file cannot win back);
+  the status says so;
+* the first large enough batch call of a model on the CPU classifies ``CALIBRATION_ROWS`` of its rows (groups of
+  similar length spread over the call's lengths, see :func:`calibration_rows`) in float32; those rows keep their
+  float32 answers (nothing is lost). The rows are cut into chunks of ``CHUNK_ROWS``; every chunk is run by
+  float32 and by each candidate in alternating order (float32 first, then last, ...), which gives one *paired*
+  speed-up per chunk (see :mod:`pipelines.models.precision_probe`). A candidate that flips a label (agreement
+  below ``MIN_AGREEMENT``: 64 rows, no flip) or is not faster so far (median below ``REJECT_BELOW``) is dropped at
+  once, so it costs no more; one that agrees on every row and whose **median** paired speed-up is at least
+  ``MIN_SPEEDUP`` qualifies, and the fastest qualifying one runs the rest of the rows and every later batch of
+  that model. float32 is kept when none qualifies;
+* bfloat16 is tried only where a bfloat16 Linear of the model's width measures faster than float32 for both a
+  small and a large batch (:func:`~pipelines.models.precision_probe.bf16_is_faster`, measured once per width),
+  so a CPU without native bfloat16 never pays for a trial;
+* the decision is cached per loaded model (model, adapter, device) in a :class:`DecisionStore` (``ctx.decisions``)
+  shared by every session; a candidate that fails to load or run is simply not chosen;
 * on a GPU, auto is the device's usual precision (bfloat16/float16): these CPU measurements do not apply.
 """
 
@@ -45,11 +51,15 @@ log = logging.getLogger(__name__)
 PRECISIONS = tuple(p.value for p in CLASSIFY_PRECISIONS)
 CANDIDATES = (Precision.BFLOAT16.value, Precision.INT8.value)  # what auto tries against float32 on the CPU
 CALIBRATION_ROWS = 64
-PROBE_ROWS = 32  # rows (one group) every candidate is timed on
+PROBE_ROWS = 32  # rows per group of similar length in the calibration sample
+CHUNK_ROWS = 16  # rows per timed pair (float32 and each candidate on the same rows)
 MIN_AGREEMENT = 0.99
-MIN_SPEEDUP = 1.15
+MIN_SPEEDUP = 1.15  # the margin the median paired speed-up must clear
+REJECT_BELOW = 1.0  # a candidate whose median paired speed-up so far is below this (not faster) is dropped at once
 MIN_BATCH_ROWS = 32
+DECIDE_ROWS = 256  # a call must have this many rows to measure on (the trial then pays for itself in the call)
 WARMUP_ROWS = 4
+BF16_PROBE_ROWS = (32, 512)  # token rows of a small and of a large batch for the bfloat16 gate
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class Decision:
     chosen: str
     rows: int
     measured: dict[str, tuple[float, int, float]] = field(default_factory=dict)
+    seconds: float = 0.0  # the calibration's wall time (float32 on its rows, the trials, the bfloat16 probe)
 
     def describe(self) -> Msg:
         """One plain sentence: the precision used and why."""
@@ -79,7 +90,7 @@ class DecisionStore:
     """Auto-precision decisions per loaded model, shared by every session (``ctx.decisions``); thread-safe."""
 
     def __init__(self) -> None:
-        self._decisions: dict[Any, Decision] = {}
+        self._decisions: dict[Any, Any] = {}  # Decision per model; probe results
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Decision | None:
@@ -90,6 +101,15 @@ class DecisionStore:
         """Store ``decision`` unless one is there already (another session measured meanwhile); return the kept one."""
         with self._lock:
             return self._decisions.setdefault(key, decision)
+
+    def remember(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The value kept under ``key``, computed (outside the lock) and kept when there is none yet."""
+        with self._lock:
+            if key in self._decisions:
+                return self._decisions[key]
+        value = compute()
+        with self._lock:
+            return self._decisions.setdefault(key, value)
 
     def clear(self) -> None:
         with self._lock:
@@ -121,19 +141,18 @@ def qualifies(share: float, speed: float) -> bool:
 
 
 def _timed(classifier: Any, texts: list[str]) -> tuple[list[dict], float]:
-    classifier.classify(texts[:WARMUP_ROWS])  # first-call set-up (kernels, caches) is not what we compare
     began = time.perf_counter()
     out = classifier.classify(texts)
     return out, time.perf_counter() - began
 
 
 def calibration_rows(lengths: list[int]) -> list[int]:
-    """Indices of the rows to measure on: ``CALIBRATION_ROWS`` rows in groups of similar length, the probe first.
+    """Indices of the rows to measure on: ``CALIBRATION_ROWS`` rows in groups of similar length.
 
     The rows are sorted by length (characters); groups of ``PROBE_ROWS`` neighbours are taken around evenly spaced
     quantiles (the 25th and 75th percentile for two groups), so the sample spans the lengths and each group batches
     without padding (a prefix of the file would be padded to its longest row, slowing float32 down and skewing the
-    timings). The group nearest the median comes first: it is the probe every candidate is timed on.
+    timings). The group nearest the median comes first.
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     wanted = max(1, CALIBRATION_ROWS // PROBE_ROWS)
@@ -147,15 +166,44 @@ def calibration_rows(lengths: list[int]) -> list[int]:
     return [i for group in (probe, *groups) for i in group]
 
 
+def hardware_gate(store: DecisionStore, loaded: Any) -> Callable[[str], bool]:
+    """Which candidates are worth a trial: bfloat16 only where its Linear is faster at this model's width."""
+    width = getattr(getattr(getattr(loaded, "model", None), "config", None), "hidden_size", None)
+
+    def allowed(name: str) -> bool:
+        if name != Precision.BFLOAT16 or not isinstance(width, int):
+            return True
+        from pipelines.models.precision_probe import bf16_is_faster
+
+        return bool(store.remember(("bfloat16-probe", width), lambda: bf16_is_faster(width, BF16_PROBE_ROWS)))
+
+    return allowed
+
+
+@dataclass
+class Trial:
+    """One candidate during calibration: its answers so far and its paired speed-ups."""
+
+    model: Any
+    answers: list[dict] = field(default_factory=list)
+    speedups: list[float] = field(default_factory=list)
+
+    def result(self, exact: list[dict]) -> tuple[float, int, float]:
+        from pipelines.models.precision_probe import median
+
+        return agreement(exact[:len(self.answers)], self.answers), len(self.answers), median(self.speedups)
+
+
 class AutoPrecision:
     """A classifier that answers in float32 and switches its batches to the fastest precision that agrees."""
 
     def __init__(self, exact: Any, loaders: dict[str, Callable[[], Any]], key: Any, store: DecisionStore,
-                 release: Callable[[Any], object] | None = None) -> None:
+                 release: Callable[[Any], object] | None = None, gate: Callable[[str], bool] | None = None) -> None:
         self.exact, self._loaders, self.key, self.store, self._release = exact, loaders, key, store, release
         self.labels, self.batch_size = exact.labels, exact.batch_size
         self.window = getattr(exact, "window", exact.batch_size)
         self.loaded = getattr(exact, "loaded", None)
+        self.gate = gate or hardware_gate(store, self.loaded)
         self.too_few = 0  # rows of the largest call that came before any decision and was too small to decide on
         self._models: dict[str, Any] = {"float32": exact}
 
@@ -175,15 +223,15 @@ class AutoPrecision:
         if decision is not None:
             return decision.describe()
         if self.too_few:
-            return Msg.of("precision.auto_too_few", rows=self.too_few, needed=CALIBRATION_ROWS)
-        return Msg.of("precision.auto_pending", needed=CALIBRATION_ROWS)
+            return Msg.of("precision.auto_too_few", rows=self.too_few, needed=DECIDE_ROWS)
+        return Msg.of("precision.auto_pending", needed=DECIDE_ROWS)
 
     def classify(self, texts: list[str]) -> list[dict]:
         if len(texts) < MIN_BATCH_ROWS:
             return self.exact.classify(texts)
         results: list[dict | None] = [None] * len(texts)
         if self.decision is None:
-            if len(texts) < CALIBRATION_ROWS:  # never decide (for every later session too) on fewer rows
+            if len(texts) < DECIDE_ROWS:  # never decide on a call too small to win the trial back
                 self.too_few = max(self.too_few, len(texts))
                 return self.exact.classify(texts)
             picked = calibration_rows([len(t) for t in texts])
@@ -206,38 +254,52 @@ class AutoPrecision:
             self._models[name] = self._loaders[name]()
         return self._models[name]
 
-    def _trials(self, probe: list[str], exact_s: float) -> dict[str, tuple[list[dict], float]]:
-        """Each candidate's answers on the probe and its speed-up over float32 (candidates that fail are left out)."""
-        trials: dict[str, tuple[list[dict], float]] = {}
+    def _trials(self, warmup: list[str]) -> dict[str, Trial]:
+        """The candidates worth a trial, loaded and warmed up (first-call set-up is not what is compared)."""
+        trials: dict[str, Trial] = {}
         for name in self._loaders:
             try:
-                out, seconds = _timed(self._get(name), probe)
+                if self.gate(name):
+                    trials[name] = Trial(self._get(name))
+                    trials[name].model.classify(warmup)
             except Exception:  # noqa: BLE001 - a candidate that cannot run is not chosen
                 log.exception("%s classifier failed; not a candidate", name)
-                continue
-            trials[name] = (out, exact_s / max(seconds, 1e-9))
+                trials.pop(name, None)
+        self.exact.classify(warmup)
         return trials
 
     def _calibrate(self, sample: list[str]) -> list[dict]:
-        probe, others = sample[:PROBE_ROWS], sample[PROBE_ROWS:]
-        exact_probe, exact_s = _timed(self.exact, probe)
-        exact = exact_probe + (self.exact.classify(others) if others else [])
-        chosen, measured = "float32", {}
-        for name, (out, speed) in sorted(self._trials(probe, exact_s).items(), key=lambda kv: -kv[1][1]):
-            share = agreement(exact_probe, out)  # fastest first
-            if chosen == "float32" and qualifies(share, speed) and others:
+        began = time.perf_counter()
+        trials = self._trials(sample[:WARMUP_ROWS])
+        live, measured, exact = dict(trials), {}, []
+        for number, start in enumerate(range(0, len(sample), CHUNK_ROWS)):
+            chunk = sample[start:start + CHUNK_ROWS]
+            order = ["float32", *live] if number % 2 == 0 else [*live, "float32"]  # A B, B A, ...
+            seconds: dict[str, float] = {}
+            for name in order:
+                if name == "float32":
+                    out, seconds[name] = _timed(self.exact, chunk)
+                    exact += out
+                    continue
                 try:
-                    out = out + self._get(name).classify(others)
-                    share = agreement(exact, out)
+                    out, seconds[name] = _timed(live[name].model, chunk)
+                    live[name].answers += out
                 except Exception:  # noqa: BLE001 - as above
                     log.exception("%s classifier failed; not a candidate", name)
-                    share = 0.0
-            measured[name] = (share, len(out), speed)
-            if chosen == "float32" and qualifies(share, speed) and len(out) == len(sample):
-                chosen = name
+                    measured[name] = (0.0, len(live.pop(name).answers), 0.0)
+            for name in [n for n in live if n in seconds]:
+                trial = live[name]
+                trial.speedups.append(seconds["float32"] / max(seconds[name], 1e-9))
+                share, _rows, speed = trial.result(exact)
+                if share < MIN_AGREEMENT or speed < REJECT_BELOW:  # flipped a label, or not faster: stop
+                    measured[name] = trial.result(exact)
+                    del live[name]
+        measured.update({name: trial.result(exact) for name, trial in live.items()})
+        ok = {name: m for name, m in measured.items() if qualifies(m[0], m[2]) and m[1] == len(sample)}
+        chosen = max(ok, key=lambda name: ok[name][2]) if ok else "float32"
         log.info("Auto precision for %s: %s %s", self.key, chosen, measured)
         # a decision stored meanwhile (another session, same model) wins
-        decision = self.store.setdefault(self.key, Decision(chosen, len(sample), measured))
+        decision = self.store.setdefault(self.key, Decision(chosen, len(sample), measured, time.perf_counter() - began))
         for name in list(self._models):  # the losers' weights are freed
             if name not in ("float32", decision.chosen):
                 loser = self._models.pop(name)
