@@ -9,8 +9,7 @@ the prompt (evaluated once for all labels).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pipelines.errors import InputError
@@ -18,13 +17,11 @@ from pipelines.generation.llamacpp import LlamaCppEngine, eval_prompt, last_logi
 from pipelines.generation.llamacpp_sampling import log_normaliser
 from pipelines.generation.llamacpp_threads import tuner_of
 from pipelines.generation.settings import GenerationSettings, Mode
-from pipelines.tasks.lm_prompting import SYSTEM, GenerationConfig, count_tokens, render_prompt, truncate_tokens
-
-ReplyProgress = Callable[[int, int], None]
-DEFAULT_REPETITION_PENALTY = 1.15
+from pipelines.generation.task_lm import DEFAULT_REPETITION_PENALTY, InProcessTaskLM
+from pipelines.tasks.lm_prompting import SYSTEM, GenerationConfig, render_prompt
 
 
-class LlamaCppTaskLM:
+class LlamaCppTaskLM(InProcessTaskLM):
     """A GGUF causal LM (the embedded SmolLM2, a ``.gguf`` file, a run on one) answering task prompts greedily."""
 
     def __init__(self, ctx: Any, ref: str, progress: Any = None) -> None:
@@ -54,25 +51,6 @@ class LlamaCppTaskLM:
                                       repetition_penalty=repetition_penalty)
         result = self.engine.generate(self._prompt_ids(user, system, prefill), settings, mode=Mode.COMPLETION)
         return (prefill + result.text).strip()
-
-    def replies(self, users: Sequence[str], system: str = SYSTEM, max_new_tokens: int = 128, prefill: str = "",
-                repetition_penalty: float = DEFAULT_REPETITION_PENALTY, progress: ReplyProgress | None = None,
-                stop: threading.Event | None = None) -> list[str]:
-        """The replies in input order; after ``stop`` no new prompt starts."""
-        out: list[str] = []
-        for user in users:
-            if stop is not None and stop.is_set():
-                break
-            out.append(self.reply(user, system, max_new_tokens, prefill, repetition_penalty))
-            if progress is not None:
-                progress(len(out), len(users))
-        return out
-
-    def count_tokens(self, text: str) -> int:
-        return count_tokens(self.tokenizer, text)
-
-    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
-        return truncate_tokens(self.tokenizer, text, max_tokens)
 
     def label_logliks(self, user: str, labels: Sequence[str], system: str = SYSTEM) -> list[float] | None:
         """Sum of log-probabilities of each label as the reply to ``user``."""

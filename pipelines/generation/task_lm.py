@@ -58,27 +58,20 @@ class TaskLM(Protocol):
         """Sum of log-probabilities of each label as the reply to ``user``; None when the engine cannot score."""
 
 
-class LocalTaskLM:
-    """A transformers causal LM loaded by the model manager, prompted through its chat template."""
+class InProcessTaskLM:
+    """What an engine running in this process shares: prompts answered one after another in the compute thread,
+    tokens counted and cut with the model's own tokenizer (``self.tokenizer``); subclasses give ``reply``."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
-        from pipelines.limits import token_limit
-
-        self.loaded = loaded
-        self.tokenizer = loaded.tokenizer
-        self.context = token_limit(loaded, 1_000_000)
-        self.label = f"{loaded.key.model} (transformers, {loaded.key.dtype})"
+    tokenizer: Any
 
     def reply(self, user: str, system: str = SYSTEM, max_new_tokens: int = 128, prefill: str = "",
               repetition_penalty: float = DEFAULT_REPETITION_PENALTY) -> str:
-        from pipelines.tasks.lm_prompting import GenerationConfig, generate
-
-        config = GenerationConfig(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
-        return generate(self.loaded, user, config, prefill=prefill, system=system)
+        raise NotImplementedError
 
     def replies(self, users: Sequence[str], system: str = SYSTEM, max_new_tokens: int = 128, prefill: str = "",
                 repetition_penalty: float = DEFAULT_REPETITION_PENALTY, progress: ReplyProgress | None = None,
                 stop: threading.Event | None = None) -> list[str]:
+        """The replies in input order; after ``stop`` no new prompt starts."""
         out: list[str] = []
         for user in users:
             if stop is not None and stop.is_set():
@@ -97,6 +90,25 @@ class LocalTaskLM:
         from pipelines.tasks.lm_prompting import truncate_tokens
 
         return truncate_tokens(self.tokenizer, text, max_tokens)
+
+
+class LocalTaskLM(InProcessTaskLM):
+    """A transformers causal LM loaded by the model manager, prompted through its chat template."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        from pipelines.limits import token_limit
+
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.context = token_limit(loaded, 1_000_000)
+        self.label = f"{loaded.key.model} (transformers, {loaded.key.dtype})"
+
+    def reply(self, user: str, system: str = SYSTEM, max_new_tokens: int = 128, prefill: str = "",
+              repetition_penalty: float = DEFAULT_REPETITION_PENALTY) -> str:
+        from pipelines.tasks.lm_prompting import GenerationConfig, generate
+
+        config = GenerationConfig(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+        return generate(self.loaded, user, config, prefill=prefill, system=system)
 
     def label_logliks(self, user: str, labels: Sequence[str], system: str = SYSTEM) -> list[float] | None:
         from pipelines.tasks.lm_prompting import label_logliks
