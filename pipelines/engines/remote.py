@@ -146,7 +146,7 @@ class Backends:
 
     def probe(self, name: str) -> ProbeResult:
         """GET ``/v1/models`` of one endpoint: reachability, latency and model ids (kept on the endpoint)."""
-        from pipelines.engines.remote_errors import http_error, transport_error
+        from pipelines.engines.remote_errors import http_error, server_message, transport_error
 
         endpoint = self.get(name)
         started = time.perf_counter()
@@ -156,7 +156,7 @@ class Backends:
                 response = client.get(endpoint.url + "/models", headers=endpoint.headers())
             result.latency_ms = round((time.perf_counter() - started) * 1000, 1)
             if response.status_code != 200:
-                result.error = http_error(response.status_code, endpoint.name, "", _error_text(response)).msg
+                result.error = http_error(response.status_code, endpoint.name, "", server_message(response)).msg
             else:
                 data = response.json().get("data", [])
                 result.models = [str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id")]
@@ -177,16 +177,6 @@ class Backends:
         """(label, reference) of every model the endpoints listed at their last probe."""
         return [(f"{m} ({e.name})", f"{REMOTE_PREFIX}{e.name}/{m}") for e in self.endpoints() for m in e.probe.models]
 
-
-def _error_text(response: Any) -> str:
-    """The server's own error message (for logs and the 404/400 sentence), at most 200 characters."""
-    try:
-        data = response.json()
-        error = data.get("error") if isinstance(data, dict) else None
-        message = error.get("message") if isinstance(error, dict) else error or data.get("detail")
-        return str(message or "")[:200]
-    except Exception:  # noqa: BLE001 - not JSON
-        return str(getattr(response, "text", ""))[:200]
 
 
 def backends_of(ctx: Any) -> Backends:

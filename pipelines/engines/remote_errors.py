@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipelines.errors import ModelLoadError, WorkbenchError
 
 RETRYABLE = frozenset({429, 502, 503})
@@ -50,3 +52,17 @@ def _tls_failure(exc: BaseException) -> bool:
         seen = seen.__cause__ or seen.__context__
     text = str(exc).lower()
     return "certificate" in text or "ssl" in text
+
+
+def server_message(response: Any) -> str:
+    """The server's own error message in an error answer (logs and the 404/400 sentence), at most 200 characters:
+    OpenAI's ``{"error": {"message"}}``, a plain ``{"error"}`` or ``{"detail"}``, else the body's text."""
+    try:
+        data = response.json()
+        error = data.get("error") if isinstance(data, dict) else None
+        return str((error.get("message") if isinstance(error, dict) else error) or data.get("detail") or "")[:200]
+    except Exception:  # noqa: BLE001 - not JSON
+        try:
+            return str(response.text)[:200]
+        except Exception:  # noqa: BLE001 - a streamed body that was not read
+            return ""

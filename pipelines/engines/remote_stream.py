@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pipelines.engines.remote import Backends, RemoteEndpoint, split_ref
-from pipelines.engines.remote_errors import RETRYABLE, http_error, transport_error
+from pipelines.engines.remote_errors import RETRYABLE, http_error, server_message, transport_error
 from pipelines.errors import InputError, ModelLoadError, WorkbenchError
 from pipelines.generation.results import GenerationResult, TokenInfo
 from pipelines.generation.settings import GenerationSettings, Mode, StopReason
@@ -142,7 +142,7 @@ class RemoteGenerator:
             if response.status_code == 200:
                 return response
             response.read()
-            detail = _detail(response)
+            detail = server_message(response)
             response.close()
             if response.status_code not in RETRYABLE or attempt == config.retries:
                 raise http_error(response.status_code, endpoint.name, model, detail)
@@ -215,11 +215,3 @@ def _stoppable(events: Iterator[dict[str, Any]], stop_event: threading.Event) ->
         if not stop_event.is_set():
             raise
 
-
-def _detail(response: Any) -> str:
-    try:
-        data = response.json()
-        error = data.get("error") if isinstance(data, dict) else None
-        return str((error.get("message") if isinstance(error, dict) else error) or data.get("detail") or "")[:200]
-    except Exception:  # noqa: BLE001 - not JSON
-        return ""

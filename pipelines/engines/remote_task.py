@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipelines.engines.remote import backends_of, split_ref
-from pipelines.engines.remote_errors import http_error, transport_error
+from pipelines.engines.remote_errors import http_error, server_message, transport_error
 from pipelines.errors import ModelLoadError, WorkbenchError
 from pipelines.generation.task_lm import DEFAULT_REPETITION_PENALTY, ReplyProgress
 from pipelines.tasks.lm_prompting import SYSTEM
@@ -109,7 +109,7 @@ class RemoteTaskLM:
             if response.status_code == 200:
                 return self._content(response)
             if response.status_code not in RETRY_STATUS or last:
-                raise http_error(response.status_code, self.name, self.model, _detail(response))
+                raise http_error(response.status_code, self.name, self.model, server_message(response))
             retry_after = response.headers.get("retry-after", "")
             if retry_after.replace(".", "", 1).isdigit():
                 delay = min(float(retry_after), config.max_retry_after_s)
@@ -159,11 +159,3 @@ class RemoteTaskLM:
     def label_logliks(self, user: str, labels: Sequence[str], system: str = SYSTEM) -> list[float] | None:
         return None
 
-
-def _detail(response: Any) -> str:
-    try:
-        data = response.json()
-        error = data.get("error") if isinstance(data, dict) else None
-        return str((error.get("message") if isinstance(error, dict) else error) or data.get("detail") or "")[:200]
-    except Exception:  # noqa: BLE001 - not JSON
-        return str(getattr(response, "text", ""))[:200]
