@@ -71,14 +71,9 @@ def is_gguf_path(ref: str) -> bool:
 
 def local_gguf(ref: str, roots: list[Path]) -> Path:
     """A ``.gguf`` file under one of ``roots`` (containment checked before existence, like local folders)."""
-    try:
-        resolved = Path(ref.strip()).expanduser().resolve()
-    except (OSError, RuntimeError, ValueError):
-        raise ModelLoadError("models.error.folder_missing", ref=ref) from None
-    allowed = [Path(r).expanduser().resolve() for r in roots]
-    if not any(resolved.is_relative_to(root) for root in allowed):
-        where = ", ".join(str(r) for r in allowed) or "-"
-        raise ModelLoadError("models.error.folder_outside", ref=ref, roots=where)
+    from pipelines.models.refs import contained_path
+
+    resolved = contained_path(ref.strip(), roots)
     if not resolved.is_file():
         raise ModelLoadError("models.error.folder_missing", ref=ref)
     return resolved

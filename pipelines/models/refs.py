@@ -68,8 +68,8 @@ def is_hub_id(ref: str) -> bool:
     return True
 
 
-def check_local_folder(ref: str, roots: list[Path]) -> Path:
-    """Resolve ``ref`` (symlinks included) and require a model folder under one of ``roots``.
+def contained_path(ref: str, roots: list[Path]) -> Path:
+    """Resolve ``ref`` (symlinks included) and require it to lie under one of ``roots``.
 
     Containment is checked before existence, so paths outside the roots all get the same answer and the app
     cannot be used to probe which files exist on the server.
@@ -82,6 +82,12 @@ def check_local_folder(ref: str, roots: list[Path]) -> Path:
     if not any(resolved.is_relative_to(root) for root in allowed):
         where = ", ".join(str(r) for r in allowed) or "-"
         raise ModelLoadError("models.error.folder_outside", ref=ref, roots=where)
+    return resolved
+
+
+def check_local_folder(ref: str, roots: list[Path]) -> Path:
+    """Resolve ``ref`` and require a model folder under one of ``roots`` (:func:`contained_path`)."""
+    resolved = contained_path(ref, roots)
     if not resolved.exists():
         raise ModelLoadError("models.error.folder_missing", ref=ref)
     if not resolved.is_dir():
