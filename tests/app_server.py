@@ -51,6 +51,9 @@ def running_app(data_dir: Path, cache_dir: Path, extra_env: dict[str, str] | Non
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "LMW_DATA_DIR": str(data_dir),
         "LMW_CACHE_DIR": str(cache_dir),
+        # training children of the served app take at least 50 ms a step (test hook), so a Stop or a second user
+        # always lands mid-run, however fast a tiny model trains on an idle machine
+        "LMW_TEST_STEP_SECONDS": "0.05",
         **(extra_env or {}),
     }
     with open(log_path, "wb") as log:
