@@ -21,6 +21,9 @@ from pipelines.sessions import session_key
 from pipelines.training.settings import DEFAULT_MODELS, TrainSettings, preset
 
 TRAINING = "training"  # own concurrency id: training never queues behind (or blocks) inference
+# Every event of the TRAINING group takes this limit: Gradio gives a group the lowest limit of its events, and
+# with 1 a second user's start would wait silently in the queue instead of being told training is busy.
+TRAINING_STREAMS = 4
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 INT_FIELDS = frozenset(f.name for f in fields(TrainSettings) if f.type == "int")
 TRAIN_OUTPUTS = 9  # run id, progress, loss, log, results, confusion, details, runs table, run picker
@@ -280,10 +283,11 @@ def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: Setting
     collect = train.start.click(train.errors.guard(handlers.collect), inputs, train.spec, api_visibility="private")
     train_event = collect.success(
         train.errors.guard(finetune), [data.upload, train.spec], outputs, api_name="finetune",
-        concurrency_id=TRAINING, concurrency_limit=4, show_progress="hidden",
+        concurrency_id=TRAINING, concurrency_limit=TRAINING_STREAMS, show_progress="hidden",
     )
     resume_event = train.resume.click(train.errors.guard(resume_finetune), runs.pick, outputs,
-                                      api_name="resume_finetune", concurrency_id=TRAINING, show_progress="hidden")
+                                      api_name="resume_finetune", concurrency_id=TRAINING,
+                                      concurrency_limit=TRAINING_STREAMS, show_progress="hidden")
     stop_event = train.stop.click(train.errors.guard(stop), None, outputs, cancels=[train_event, resume_event],
                                   api_name="stop_finetune", concurrency_limit=None)
     train.errors.watch(collect, train_event, resume_event, stop_event)

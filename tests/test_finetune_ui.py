@@ -58,6 +58,10 @@ def test_bad_file_gives_a_clean_error(app_server, tiny_root, tmp_path) -> None:
 
 def test_second_user_is_told_training_is_busy_and_stop_keeps_the_run(app_server, tiny_root, tmp_path) -> None:
     first, second = Client(app_server["url"], verbose=False), Client(app_server["url"], verbose=False)
+    # a Resume call first (here refused: no such run) registers every event of the training group with the queue,
+    # as an earlier user's Resume does; the second start must still be told "busy", not wait in the queue
+    with pytest.raises(Exception, match="run"):
+        first.predict("no-such-run", api_name="/resume_finetune")
     csv_path = write_csv(tmp_path, rows=30)
     job = first.submit(handle_file(csv_path), spec(tiny_root, epochs=100, eval_every=5, patience=0, batch_size=1),
                        api_name="/finetune")
