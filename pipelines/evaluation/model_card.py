@@ -3,7 +3,6 @@ with the loss curve as a short summary and a table of validation points instead 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,8 +47,6 @@ def run_report_markdown(store: RunStore, run_id: str, lang: str = "en") -> str:
 
 def write_run_markdown(store: RunStore, run_id: str, lang: str = "en", folder: str | Path | None = None) -> Path:
     """Write ``<run>-report.md`` into ``folder`` (a new temp folder by default) and return its path."""
-    text = run_report_markdown(store, run_id, lang)
-    folder = Path(folder or tempfile.mkdtemp(prefix="lmw-report-"))
-    path = folder / f"{store.find(run_id).id}-report.md"
-    path.write_text(text, encoding="utf-8")
-    return path
+    from pipelines.evaluation.run_report import save_report
+
+    return save_report(store, run_id, run_report_markdown(store, run_id, lang), "md", folder)

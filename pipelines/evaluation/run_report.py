@@ -73,13 +73,17 @@ def run_report_html(store: RunStore, run_id: str, lang: str = "en") -> str:
             f"<title>{html.escape(data.title)}</title><style>{STYLE}</style></head><body>{body}</body></html>")
 
 
+def save_report(store: RunStore, run_id: str, text: str, suffix: str, folder: str | Path | None = None) -> Path:
+    """Write ``text`` as ``<run>-report.<suffix>`` into ``folder`` (a new temp folder by default); its path."""
+    folder = Path(folder or tempfile.mkdtemp(prefix="lmw-report-"))
+    path = folder / f"{store.find(run_id).id}-report.{suffix}"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def write_run_report(store: RunStore, run_id: str, lang: str = "en", folder: str | Path | None = None) -> Path:
     """Write ``<run>-report.html`` into ``folder`` (a new temp folder by default) and return its path."""
-    page = run_report_html(store, run_id, lang)
-    folder = Path(folder or tempfile.mkdtemp(prefix="lmw-report-"))
-    path = folder / f"{store.find(run_id).id}-report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return save_report(store, run_id, run_report_html(store, run_id, lang), "html", folder)
 
 
 def write_run_reports(store: RunStore, models: list[str], folder: str | Path, lang: str = "en") -> list[str]:
