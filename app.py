@@ -20,6 +20,7 @@ from components.models import build_models_tab
 from components.openai_api import openai_routes
 from components.shell_warmup import warmup_banner
 from components.summarize import build_summarize_tab
+from components.users_gate import users_middleware
 from pipelines.config import AppConfig
 from pipelines.context import AppContext
 from pipelines.sessions import session_key
@@ -82,10 +83,13 @@ def set_queue(demo: gr.Blocks, max_size: int) -> None:
         demo.queue(default_concurrency_limit=1, max_size=max_size)
 
 
-def launch_kwargs(config: AppConfig | None = None) -> dict:
-    """Launch settings honouring Hugging Face Spaces' and Docker's environment."""
-    config = config or AppConfig.from_env()
+def launch_kwargs(config: AppConfig | None = None, ctx: AppContext | None = None) -> dict:
+    """Launch settings honouring Hugging Face Spaces' and Docker's environment; with ``ctx``, its logins
+    (``LMW_USERS``: Gradio's login checks the hashed passwords) and the users' gate on Gradio's routes."""
+    config = config or (ctx.config if ctx is not None else AppConfig.from_env())
     auth = (config.username, config.password) if config.username and config.password else None
+    if ctx is not None and ctx.users.enabled:
+        auth = ctx.users.check
     return {
         "server_name": config.server_name,
         "server_port": config.server_port,
@@ -99,7 +103,7 @@ def launch_kwargs(config: AppConfig | None = None) -> dict:
         # Gradio's "Runs" footer link has no Chinese text: the footer keeps its translated links only.
         "footer_links": ["api", "gradio", "settings"],
         "ssr_mode": False,  # the page comes from Python, so the language switch's middleware can reach it
-        "app_kwargs": {"middleware": language_middleware()},
+        "app_kwargs": {"middleware": [*language_middleware(), *(users_middleware(ctx) if ctx else [])]},
     }
 
 
@@ -112,7 +116,7 @@ def main() -> None:
         ensure_embedded_packages()
     ctx = AppContext.create(config)
     demo = build_app(ctx)
-    demo.launch(prevent_thread_lock=True, **launch_kwargs(config))
+    demo.launch(prevent_thread_lock=True, **launch_kwargs(config, ctx))
     demo.app.include_router(openai_routes(ctx))  # the OpenAI-compatible /v1 API on the same port
     ctx.start_warmup()  # the page is served already; the banner shows what is being prepared
     demo.block_thread()

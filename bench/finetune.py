@@ -67,6 +67,7 @@ from pipelines.training.hardware import HardwareSettings  # noqa: E402
 from pipelines.training.job import TrainingJob, base_location  # noqa: E402
 from pipelines.training.progress import LOG_FILE  # noqa: E402
 from pipelines.training.settings import TrainSettings  # noqa: E402
+from pipelines.training.slots import DeviceSlots  # noqa: E402
 from pipelines.training.tokenize import IGNORE, encode_lm  # noqa: E402
 
 FILLER_TEXT = ("the a of and to in that it was for on with as at by this from they we say her she or an will my one "
@@ -113,12 +114,11 @@ def load() -> str:
 # ---- ours ----------------------------------------------------------------------------------------------------
 def run_ours(data: PreparedData, s: TrainSettings, location: str, processes: int = 1) -> dict:
     """One run through the app's launcher (a child process per rank), like the Fine-tune tab's Start."""
-    import threading
 
     with tempfile.TemporaryDirectory() as folder:
         config = AppConfig(data_dir=Path(folder), cache_dir=AppConfig.from_env().cache_dir,
                            extra_model_roots=[Path(location).parent])
-        job = TrainingJob(config, threading.Lock(), data, s, location, name="bench",
+        job = TrainingJob(config, DeviceSlots(), data, s, location, name="bench",
                           num_threads=max(1, (os.cpu_count() or 1) // processes),
                           hardware=HardwareSettings(device="cpu", processes=processes))
         started = time.time()

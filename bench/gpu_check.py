@@ -14,7 +14,6 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from pipelines.training.hardware import HardwareSettings, list_gpus  # noqa: E40
 from pipelines.training.job import TrainingJob  # noqa: E402
 from pipelines.training.progress import LOG_FILE  # noqa: E402
 from pipelines.training.settings import TrainSettings, preset  # noqa: E402
+from pipelines.training.slots import DeviceSlots  # noqa: E402
 
 FILLER = ("the a of and to in that it was for on with as at by this from they we say her she or an will my one all "
           "would there their what so up out if about who get which go me when make can like time no just him know")
@@ -65,7 +65,7 @@ def run(data: PreparedData, base: str, task: str, gpus: list[int], steps: int) -
     with tempfile.TemporaryDirectory() as folder:
         config = AppConfig(data_dir=Path(folder), cache_dir=AppConfig.from_env().cache_dir)
         hardware = HardwareSettings(device="cuda:" + ",".join(map(str, gpus)), processes=len(gpus))
-        job = TrainingJob(config, threading.Lock(), data, s, base, name="gpu-check", hardware=hardware)
+        job = TrainingJob(config, DeviceSlots(), data, s, base, name="gpu-check", hardware=hardware)
         started = time.time()
         job.start()
         job.wait()

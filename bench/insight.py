@@ -7,12 +7,15 @@
   input for comparison.
 
 - With ``--panel``: the click-a-token panel (top-10 alternatives + the step's attention + integrated gradients with
-  32 steps in one batch) on a 128-token SmolLM2 context (float32), against the same bare forward pass.
+  up to 32 steps, batched, stopping early once complete within 5%) on a 128-token SmolLM2 context (float32), against
+  the same bare forward pass; and its first look (alternatives + attention, shown before the attributions).
 
-Medians over repeats after one warm-up call. The last line is ``ratio N``: N = logit-lens seconds divided by the
-bare SmolLM2 forward-pass seconds (128 tokens), i.e. how many forward passes one logit lens costs.
+Medians over repeats after one warm-up call; the views and their bare forward pass are timed alternately and the
+ratio is the median of the per-pair ratios (the shared machine's load hits both alike). The last line is
+``ratio N``: N = logit-lens seconds over the bare SmolLM2 forward-pass seconds (128 tokens), i.e. how many forward
+passes one logit lens costs.
 
-Run: .venv/bin/python bench/insight.py [repeats] [--panel]
+Run: .venv/bin/python bench/insight.py [repeats] [--panel] [--panel-only]
 """
 
 from __future__ import annotations
@@ -48,6 +51,28 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired(fn, reference, repeats: int, warm: bool = True) -> tuple[float, float, float]:
+    """Medians of ``fn`` and ``reference`` timed alternately (the shared machine's load hits both alike), and the
+    median of the per-pair ratios."""
+    if warm:
+        fn(), reference()  # warm-up
+    ours, refs, ratios = [], [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        middle = time.perf_counter()
+        reference()
+        ended = time.perf_counter()
+        ours.append(middle - started)
+        refs.append(ended - middle)
+        ratios.append(ours[-1] / refs[-1])
+    return statistics.median(ours), statistics.median(refs), statistics.median(ratios)
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def bare_forward(loaded, tokens: int):
     ids = loaded.tokenizer(TEXT, return_tensors="pt", truncation=True, max_length=tokens)
     ids.pop("token_type_ids", None)
@@ -72,32 +97,44 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, tokens: {TOKENS}, repeats: {repeats}")
 
     smol = ctx.manager.load("smollm2-135m-instruct", "causal-lm")
-    lens = LogitLensTask(smol)
-    lens_s = median_seconds(lambda: lens(LensInput(TEXT, TOKENS)), repeats)
-    smol_s = median_seconds(bare_forward(smol, TOKENS), repeats)
-    print(f"smollm2 bare forward ({TOKENS} tokens): {smol_s:.3f} s")
-    print(f"logit lens ({TOKENS} tokens, {smol.model.config.num_hidden_layers + 1} rows): {lens_s:.3f} s "
-          f"({lens_s / smol_s:.1f}x forward)")
+    lens_ratio = float("nan")
+    if "--panel-only" not in sys.argv:
+        lens = LogitLensTask(smol)
+        print(load_average())
+        lens_s, smol_s, lens_ratio = paired(lambda: lens(LensInput(TEXT, TOKENS)), bare_forward(smol, TOKENS), repeats)
+        print(f"smollm2 bare forward ({TOKENS} tokens): {smol_s:.3f} s")
+        print(f"logit lens ({TOKENS} tokens, {smol.model.config.num_hidden_layers + 1} rows): {lens_s:.3f} s "
+              f"({lens_ratio:.1f}x forward, paired); {load_average()}")
 
-    explainer = make_explainer(ctx.manager, ClassifierSpec("embeddings", "minilm-l6", "sports, cooking, finance"))
-    text = cut_text(explainer.tokenizer, TOKENS)
-    ig_s = median_seconds(lambda: explainer.explain(text, None, "integrated_gradients", 32), repeats)
-    gxi_s = median_seconds(lambda: explainer.explain(text, None, "gradient_x_input"), repeats)
-    mini_s = median_seconds(bare_forward(explainer.loaded, TOKENS), repeats)
-    print(f"minilm bare forward ({TOKENS} tokens): {mini_s:.3f} s")
-    print(f"integrated gradients (32 steps, one batch): {ig_s:.3f} s ({ig_s / mini_s:.1f}x forward)")
-    print(f"gradient x input: {gxi_s:.3f} s ({gxi_s / mini_s:.1f}x forward)")
-    if "--panel" in sys.argv:
+        explainer = make_explainer(ctx.manager, ClassifierSpec("embeddings", "minilm-l6", "sports, cooking, finance"))
+        text = cut_text(explainer.tokenizer, TOKENS)
+        mini = bare_forward(explainer.loaded, TOKENS)
+        ig_s, mini_s, ig_ratio = paired(lambda: explainer.explain(text, None, "integrated_gradients", 32), mini,
+                                        repeats)
+        gxi_s, _, gxi_ratio = paired(lambda: explainer.explain(text, None, "gradient_x_input"), mini, repeats)
+        method = explainer.explain(text, None, "integrated_gradients", 32).described.method.render("en")
+        print(f"minilm bare forward ({TOKENS} tokens): {mini_s:.3f} s")
+        print(f"integrated gradients (up to 32 steps, batched; {method}): {ig_s:.3f} s ({ig_ratio:.1f}x forward, "
+              f"paired)")
+        print(f"gradient x input: {gxi_s:.3f} s ({gxi_ratio:.1f}x forward, paired); {load_average()}")
+    if "--panel" in sys.argv or "--panel-only" in sys.argv:
         from pipelines.insight.token_inspect import TokenInspector
 
         inspector = TokenInspector(ctx)
         ids = smol.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
         prompt, answer = smol.tokenizer.decode(ids[:TOKENS - 8]), smol.tokenizer.decode(ids[TOKENS - 8:TOKENS])
         settings = {"mode": "completion", "precision": "float32"}
-        panel_s = median_seconds(lambda: inspector.inspect("smollm2-135m-instruct", prompt, answer, 7, settings),
-                                 repeats)
-        print(f"click-a-token panel ({TOKENS} tokens, IG 32 steps): {panel_s:.3f} s ({panel_s / smol_s:.1f}x forward)")
-    print(f"ratio {lens_s / smol_s:.1f}")
+        args = ("smollm2-135m-instruct", prompt, answer, 7, settings)
+        first_s, ref_s, first_ratio = paired(lambda: inspector.first_look(*args), bare_forward(smol, TOKENS), repeats)
+        print(f"panel first look (alternatives + attention, {TOKENS} tokens): {first_s:.3f} s "
+              f"({first_ratio:.1f}x forward, paired); {load_average()}")
+        results = []  # the first look loaded everything: no second warm-up
+        panel_s, ref_s, panel_ratio = paired(lambda: results.append(inspector.inspect(*args)),
+                                             bare_forward(smol, TOKENS), repeats, warm=False)
+        result = results[-1]
+        print(f"click-a-token panel ({TOKENS} tokens, IG up to 32 steps, {result.described.method.render('en')}): "
+              f"{panel_s:.3f} s ({panel_ratio:.1f}x forward, paired); {load_average()}")
+    print(f"ratio {lens_ratio:.1f}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,12 @@ from pipelines.attention.extract import DEFAULT_MAX_TOKENS
 from pipelines.attention.shape import ModelShape
 from pipelines.context import HEAVY
 from pipelines.insight.export import exportable
+from pipelines.tasks.microbatch import BATCHED
 
 PRIVATE = MappingProxyType({"queue": False, "show_progress": "hidden", "api_visibility": "private"})
+# "Show attention" and /attention: two requests may be in progress at once, so that concurrent short texts share
+# one forward pass (ctx.batcher); not more, since each run at 512 tokens holds a few hundred MB of weights.
+TOGETHER = MappingProxyType({"concurrency_id": f"{BATCHED}-attention", "concurrency_limit": 2})
 PLOTS = ("heatmap", "mean", "grid", "rollout", "token_bars")  # PlotViews.as_tuple() order
 Components = dict[str, Any]
 
@@ -33,9 +37,12 @@ def _sliders(shape: ModelShape, layer: Any, head: Any) -> tuple[gr.Slider, gr.Sl
 
 
 def run_outputs(view: RunView) -> tuple:
-    """A run's values for :func:`run_targets` (plots with a named PNG download and any prompt/answer boundary)."""
+    """A run's values for :func:`run_targets` (plots with a named PNG download and any prompt/answer boundary).
+
+    The page's state gets the view's small ticket; the weights stay in the server's bounded cache (ctx.results)."""
     layer, head = _sliders(view.shape, view.selection.layer, view.selection.head)
-    return (view.result, view.note, view.head_html, view.model_html, *exportable_plots(view.plots, view.result),
+    kept = view.ticket if view.ticket is not None else view.result
+    return (kept, view.note, view.head_html, view.model_html, *exportable_plots(view.plots, view.result),
             layer, head, gr.Dropdown(choices=view.token_choices, value=view.selection.token))
 
 
@@ -54,10 +61,12 @@ def wire_run(handlers: AttentionHandlers, ui: Components) -> None:
         view = handlers.run(ref, words, pair, cap, layer_i, head_i, request_lang(), progress_reporter(progress))
         return run_outputs(view)
 
-    def reselect(result: Any, layer_i: float, head_i: float, token_i: Any) -> tuple:
+    def reselect(kept: Any, layer_i: float, head_i: float, token_i: Any) -> tuple:
+        result = handlers.resolve(kept)  # from the server's cache, or recomputed when it was dropped
         return exportable_plots(handlers.reselect(result, layer_i, head_i, token_i, request_lang()), result)
 
-    def relayer(result: Any, layer_i: float, head_i: float, token_i: Any) -> tuple:
+    def relayer(kept: Any, layer_i: float, head_i: float, token_i: Any) -> tuple:
+        result = handlers.resolve(kept)
         html, plots = handlers.relayer(result, layer_i, head_i, token_i, request_lang())
         return (html, *exportable_plots(plots, result))
 
@@ -67,8 +76,8 @@ def wire_run(handlers: AttentionHandlers, ui: Components) -> None:
     picked = [ui["result"], ui["layer"], ui["head"], ui["token"]]
     guarded = errors.guard(run)
     errors.watch(
-        ui["run"].click(guarded, inputs, outputs, api_name="attention_views", concurrency_id=HEAVY),
-        run_example(ui["examples"], guarded, inputs, outputs, concurrency_id=HEAVY),
+        ui["run"].click(guarded, inputs, outputs, api_name="attention_views", **TOGETHER),
+        run_example(ui["examples"], guarded, inputs, outputs, **TOGETHER),
         ui["layer"].release(errors.guard(relayer), picked, [ui["head_view"], *plots], api_visibility="private"),
         ui["head"].release(errors.guard(reselect), picked, plots, api_visibility="private"),
         ui["token"].input(errors.guard(reselect), picked, plots, api_visibility="private"),
@@ -145,4 +154,4 @@ def wire_api(handlers: AttentionHandlers) -> None:
         """
         return handlers.api_json(model, text, text_pair, layer, head, max_tokens, request_lang())
 
-    gr.api(ui_errors(attention), api_name="attention", concurrency_id=HEAVY)
+    gr.api(ui_errors(attention), api_name="attention", **TOGETHER)

@@ -34,8 +34,19 @@ from pipelines.context import AppContext
 from pipelines.engines.internals import refuse_remote
 from pipelines.errors import InputError
 from pipelines.messages import render
+from pipelines.result_cache import Ticket
+from pipelines.sessions import session_key
 
 Progress = Callable[[float, str], None] | None
+KIND = "attention"  # the result cache's kind for the tab's last run
+TEXT, GENERATED = "text", "generated"  # recipes: what a result is recomputed from when the cache dropped it
+
+
+def current_session() -> str:
+    """The browser session of the request Gradio is handling now (``"api"`` outside one)."""
+    from components.common import current_request
+
+    return session_key(current_request())
 
 
 @dataclass
@@ -49,6 +60,7 @@ class RunView:
     plots: PlotViews
     selection: Selection
     token_choices: list[tuple[str, int]]
+    ticket: Ticket | None = None  # what the page's gr.State keeps instead of the weights (ctx.results)
 
     @property
     def shape(self) -> ModelShape:
@@ -78,34 +90,68 @@ class AttentionHandlers:
         """
         refuse_remote(self.ctx, ref)
         request = AttentionInput(words or "", pair or "", cap if cap not in (None, "") else DEFAULT_MAX_TOKENS)
-        return extract(self.ctx.manager, ref, request, progress, self.ctx.limits)
+        return extract(self.ctx.manager, ref, request, progress, self.ctx.limits, self.ctx.batcher,
+                       self.ctx.config.microbatch_max_mb * 2**20)
 
     def run(self, ref: str, words: str, pair: str, cap: Any, layer: Any, head: Any, lang: str = "en",
-            progress: Progress = None) -> RunView:
+            progress: Progress = None, session: str | None = None) -> RunView:
         """Run the model and build every view at the selected (clamped) layer and head."""
-        return self.view(self.extract(ref, words, pair, cap, progress), layer, head, lang)
+        result = self.extract(ref, words, pair, cap, progress)
+        return self.view(result, layer, head, lang, (TEXT, ref, words or "", pair or "", cap), session)
 
-    def view(self, result: AttentionResult, layer: Any, head: Any, lang: str = "en") -> RunView:
-        """Every view of ``result`` at the selected (clamped) layer and head."""
+    def run_generated(self, ref: str, prompt: str, answer: str, cap: Any, layer: Any, head: Any, lang: str = "en",
+                      progress: Progress = None, session: str | None = None) -> RunView:
+        """Attention over a prompt and its generated answer, with every view (recomputable from its inputs)."""
+        result = self._generated(ref, prompt, answer, cap, progress)
+        return self.view(result, layer, head, lang, (GENERATED, ref, prompt or "", answer or "", cap), session)
+
+    def _generated(self, ref: str, prompt: str, answer: str, cap: Any, progress: Progress = None) -> AttentionResult:
+        from components.attention_insight_handlers import AttentionInsightHandlers
+
+        return AttentionInsightHandlers(self.ctx).generated(ref, prompt, answer, cap, progress)
+
+    def view(self, result: AttentionResult, layer: Any, head: Any, lang: str = "en", recipe: tuple = (),
+             session: str | None = None) -> RunView:
+        """Every view of ``result`` at the selected (clamped) layer and head; the weights stay on the server
+        (``ctx.results``, under the session) and the view's ``ticket`` finds them again (or ``recipe`` remakes
+        them when the cache had to drop them)."""
         sel = Selection(_int(layer), _int(head), 0).clamp(result)
         views = build_views(result, sel, self.bertviz, lang)
+        ticket = self.ctx.results.put(session or current_session(), KIND, result, recipe)
+        self.ctx.results.trim_soon()  # the run's freed tensors (and the response's) go back to the system
         return RunView(
             result, notes_markdown(result, views.notes, lang), iframe(views.head_view), iframe(views.model_view),
-            views.plots, sel, [(label, i) for i, label in enumerate(result.labels)],
+            views.plots, sel, [(label, i) for i, label in enumerate(result.labels)], ticket,
         )
 
-    @staticmethod
-    def _require(result: AttentionResult | None) -> AttentionResult:
-        if result is None:
+    def resolve(self, kept: Ticket | AttentionResult | None) -> AttentionResult:
+        """The result a page's state stands for: from the cache, or recomputed from the ticket's recipe on a miss
+        (the same inputs give the same weights); a clear error when there was no run yet."""
+        if isinstance(kept, AttentionResult):
+            return kept
+        if not isinstance(kept, Ticket):
             raise InputError("attention.err.run_first")
+        result = self.ctx.results.get(kept)
+        if result is not None:
+            return result
+        if len(kept.recipe) != 5 or kept.recipe[0] not in (TEXT, GENERATED):
+            raise InputError("attention.err.run_first")
+        source, ref, first, second, cap = kept.recipe
+        extract = self.extract if source == TEXT else self._generated
+        result = extract(ref, first, second, cap)
+        self.ctx.results.restore(kept, result)
         return result
 
-    def reselect(self, result: AttentionResult | None, layer: Any, head: Any, token: Any,
+    def _require(self, result: Ticket | AttentionResult | None) -> AttentionResult:
+        return self.resolve(result)
+
+    def reselect(self, result: Ticket | AttentionResult | None, layer: Any, head: Any, token: Any,
                  lang: str = "en") -> PlotViews:
-        """The plotly views for another layer, head or token of the last run (no model call)."""
+        """The plotly views for another layer, head or token of the last run (no model call unless the server
+        had dropped the weights: then they are recomputed)."""
         return plot_views(self._require(result), Selection(_int(layer), _int(head), _int(token)), lang)
 
-    def relayer(self, result: AttentionResult | None, layer: Any, head: Any, token: Any,
+    def relayer(self, result: Ticket | AttentionResult | None, layer: Any, head: Any, token: Any,
                 lang: str = "en") -> tuple[str, PlotViews]:
         """The bertviz head view and the plotly views for another layer of the last run."""
         result = self._require(result)

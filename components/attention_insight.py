@@ -14,6 +14,7 @@ from components.attention_handlers import AttentionHandlers
 from components.attention_insight_handlers import AttentionInsightHandlers
 from components.common import ErrorLine, progress_reporter, ui_errors
 from components.i18n import request_lang, t
+from components.insight_export import svg_export_script
 from pipelines.context import HEAVY, AppContext
 from pipelines.insight.common import DEFAULT_LENS_TOKENS, HARD_LENS_TOKENS
 from pipelines.sessions import session_key
@@ -48,6 +49,7 @@ def lens_tab(ctx: AppContext) -> Components:
         heatmap = gr.Plot(elem_id="lens-heatmap", show_label=False)
         ranks = gr.Plot(elem_id="lens-ranks", show_label=False)
         compared = gr.Plot(elem_id="lens-compare-plot", show_label=False, visible=False)
+        svg_export_script()  # every exportable plot of the page gets an SVG button beside plotly's PNG one
     return {"lens_cap": cap, "lens_compare": compare, "lens_run": run, "lens_errors": errors, "lens_note": note,
             "lens_heatmap": heatmap, "lens_ranks": ranks, "lens_compared": compared}
 
@@ -76,8 +78,8 @@ def wire_generated(handlers: AttentionHandlers, insight: AttentionInsightHandler
 
     def run(ref: str, prompt: str, answer: str, cap: float, layer_i: float, head_i: float,
             progress: gr.Progress = gr.Progress()) -> tuple:
-        result = insight.generated(ref, prompt, answer, cap, progress_reporter(progress))
-        return run_outputs(handlers.view(result, layer_i, head_i, request_lang()))
+        return run_outputs(handlers.run_generated(ref, prompt, answer, cap, layer_i, head_i, request_lang(),
+                                                  progress_reporter(progress)))  # a cache miss recomputes
 
     boxes = [ui["gen_prompt"], ui["gen_answer"], ui["model"]]
     inputs = [ui["model"], ui["gen_prompt"], ui["gen_answer"], ui["max_tokens"], ui["layer"], ui["head"]]

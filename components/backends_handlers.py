@@ -7,8 +7,11 @@ from typing import Any
 
 from pipelines.context import AppContext
 from pipelines.engines.remote import Backends, RemoteEndpoint, backends_of
+from pipelines.errors import WorkbenchError
 from pipelines.messages import render
+from pipelines.secrets_store import SecretFile
 
+SECRETS_FILE = "backends.json"  # remote endpoints added in the UI, with their keys
 COLUMNS = ("name", "url", "key", "reachable", "latency", "models", "error")
 
 
@@ -28,6 +31,35 @@ class BackendsHandlers:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self._restore()
+
+    # ---- endpoints added here are kept (keys too) in a 0600 file outside the runs -----------------------------
+    @property
+    def secrets(self) -> SecretFile | None:
+        data_dir = getattr(getattr(self.ctx, "config", None), "data_dir", None)
+        return SecretFile.in_data_dir(data_dir, SECRETS_FILE) if data_dir is not None else None
+
+    def _restore(self) -> None:
+        """Add the endpoints saved by an earlier run of the app (those from ``LMW_BACKENDS`` win)."""
+        saved = self.secrets.read().get("endpoints", {}) if self.secrets is not None else {}
+        known = set(self.backends.names())
+        for name, item in saved.items() if isinstance(saved, dict) else ():
+            if name not in known and isinstance(item, dict):
+                try:
+                    self.backends.add(name, str(item.get("url", "")), str(item.get("key", "")))
+                except WorkbenchError:
+                    continue
+
+    def _save(self, name: str, endpoint: RemoteEndpoint | None) -> None:
+        if self.secrets is None:
+            return
+        stored = self.secrets.read()
+        endpoints = stored.get("endpoints", {}) if isinstance(stored.get("endpoints"), dict) else {}
+        if endpoint is None:
+            endpoints.pop(name, None)
+        else:
+            endpoints[name] = {"url": endpoint.url, "key": endpoint.key}
+        self.secrets.write({**stored, "endpoints": endpoints})
 
     @property
     def backends(self) -> Backends:
@@ -55,11 +87,13 @@ class BackendsHandlers:
     def add(self, name: str, url: str, key: str, lang: str = "en") -> EndpointTable:
         """Add (or replace) an endpoint and check it at once."""
         endpoint = self.backends.add(name, url, key)
+        self._save(endpoint.name, endpoint)
         self.backends.probe(endpoint.name)
         return self.table(lang)
 
     def remove(self, name: str, lang: str = "en") -> EndpointTable:
         self.backends.remove((name or "").strip())
+        self._save((name or "").strip(), None)
         return self.table(lang)
 
     def check(self, lang: str = "en") -> EndpointTable:

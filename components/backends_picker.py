@@ -13,14 +13,17 @@ from components.i18n import t
 from pipelines.engines.remote import backends_of
 
 
-def generation_choices(ctx: Any, kinds: tuple[str, ...]) -> list[tuple[Any, str]]:
-    return [*model_choices(ctx, kinds), *backends_of(ctx).choices()]
+def generation_choices(ctx: Any, kinds: tuple[str, ...], request: Any = None) -> list[tuple[Any, str]]:
+    """The app's models (with login: the request user's runs only) and the remote endpoints' models."""
+    return [*model_choices(ctx, kinds, request), *backends_of(ctx).choices()]
 
 
 def generation_picker(ctx: Any, kinds: tuple[str, ...], value: str, label_key: str = "common.model",
                       elem_id: str | None = None) -> gr.Dropdown:
     dropdown = gr.Dropdown(choices=generation_choices(ctx, kinds), value=value, label=t(label_key),
                            info=t("engines.picker_info"), allow_custom_value=True, filterable=True, elem_id=elem_id)
-    dropdown.focus(lambda: gr.Dropdown(choices=generation_choices(ctx, kinds)), None, dropdown, queue=False,
-                   show_progress="hidden", api_visibility="private")
+    def refresh(request: gr.Request) -> gr.Dropdown:
+        return gr.Dropdown(choices=generation_choices(ctx, kinds, request))
+
+    dropdown.focus(refresh, None, dropdown, queue=False, show_progress="hidden", api_visibility="private")
     return dropdown

@@ -105,11 +105,14 @@ def batch_section(ctx: AppContext, tab: str, ref_label_key: str | None) -> Batch
                         elem_id=f"{tab}-batch-files")
     widgets = BatchWidgets(file, text_col, ref_col, run, stop, status, metrics, plot, preview, downloads, errors)
 
-    def columns(path: str | None) -> tuple:
-        """Fill the column pickers with the uploaded table's columns (best guesses selected)."""
+    def columns(path: str | None, request: gr.Request) -> tuple:
+        """Fill the column pickers with the uploaded table's columns (best guesses selected); with login, a file
+        over the user's upload or rows quota is refused here already."""
+        from components.users import user_of
+
         if not path:
             return (gr.Dropdown(choices=[], value=None),) * (2 if ref_col else 1)
-        table = ctx.read_upload(path)
+        table = ctx.read_upload(path, user_of(ctx, request))
         cols = table.columns
         out = [gr.Dropdown(choices=cols, value=pick_column(table, None))]
         if ref_col is not None:
@@ -177,8 +180,11 @@ def run_batch(ctx: AppContext, tab: str, file: str | None, text_column: str | No
     """
     if not file:
         raise InputError("batch.no_file")
+    from components.users import user_of
+
     lang = request_lang(request)
-    table = ctx.read_upload(file)
+    user = user_of(ctx, request)  # with login: the user's upload, rows and jobs quotas
+    table = ctx.read_upload(file, user)
     text_col = pick_column(table, text_column)
     ref_col = pick_column(table, ref_column, required=False) if ref_column else None
     spec = make_spec()
@@ -192,6 +198,7 @@ def run_batch(ctx: AppContext, tab: str, file: str | None, text_column: str | No
     job = BatchJob(texts, spec.process, spec.batch_size)
     batch = BatchRun(job, frame, refs, spec, lang)
     job.finalize = batch.final
+    ctx.quotas.start_session_job(ctx.runs, ctx.sessions, session_key(request), batch_kind(tab), user)
     ctx.sessions.put(session_key(request), batch_kind(tab), job)
     job.start()
     shown = -1

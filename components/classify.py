@@ -11,13 +11,15 @@ from pathlib import Path
 import gradio as gr
 
 from components.batch_ui import BatchWidgets, batch_section, wire_batch
+from components.classify_corrections import build_corrections, wire_corrections
 from components.classify_handlers import ClassifyHandlers, label_metrics, probability_chart
 from components.classify_why import why_column_box, why_section, wire_explain_api, wire_why, wire_why_column
 from components.common import ErrorLine, examples, model_picker, run_example
 from components.i18n import t
-from pipelines.context import HEAVY, AppContext
+from pipelines.context import AppContext
 from pipelines.models.kinds import CLASSIFY_PRECISIONS, Precision
 from pipelines.tasks.classify import DEFAULT_MODELS, DEFAULT_TEMPLATE, Method
+from pipelines.tasks.microbatch import BATCHED
 
 __all__ = ["build_classify_tab", "label_metrics", "probability_chart"]
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -71,7 +73,8 @@ def _settings(ctx: AppContext, handlers: ClassifyHandlers) -> Settings:
                               label=t("classify.method"), elem_id="classify-method")
             nli_note = gr.Markdown(t("classify.nli_unavailable"), visible=not nli.available,
                                    elem_id="classify-nli-note")
-        model = model_picker(ctx, kinds=("any",), value=DEFAULT_MODELS[Method.EMBEDDINGS.value])
+        model = model_picker(ctx, kinds=("any",), value=DEFAULT_MODELS[Method.EMBEDDINGS.value],
+                             elem_id="classify-model")
     with gr.Row():
         labels = gr.Textbox(value=LABELS, label=t("classify.labels"), info=t("classify.labels_info"))
         template = gr.Textbox(value=DEFAULT_TEMPLATE, label=t("classify.template"), info=t("classify.template_info"))
@@ -97,8 +100,10 @@ def _single(ctx: AppContext, settings: Settings) -> Single:
 
 
 def _wire_settings(handlers: ClassifyHandlers, settings: Settings) -> None:
-    settings.method.change(lambda m: gr.Dropdown(value=handlers.default_model(m)), settings.method, settings.model,
-                           api_visibility="private", queue=False)
+    def default(method: str, request: gr.Request) -> gr.Dropdown:
+        return gr.Dropdown(value=handlers.default_model(method, request))  # with login: the user's newest run
+
+    settings.method.change(default, settings.method, settings.model, api_visibility="private", queue=False)
     root = gr.context.Context.root_block
     if root is not None:  # the page's load: NLI may have become possible (a model added, the Hub reachable)
 
@@ -114,8 +119,10 @@ def _wire_settings(handlers: ClassifyHandlers, settings: Settings) -> None:
 def _wire_single(handlers: ClassifyHandlers, settings: Settings, single: Single) -> None:
     classify = single.errors.guard(handlers.classify)
     inputs = [single.text, *settings.inputs]
-    event = single.run.click(classify, inputs, single.outputs, api_name="classify", concurrency_id=HEAVY)
-    clicked = run_example(single.examples, classify, inputs, single.outputs, concurrency_id=HEAVY)
+    # Several users' texts at once run in one forward pass (ctx.batcher): they may be in progress together.
+    together = {"concurrency_id": BATCHED, "concurrency_limit": handlers.ctx.config.microbatch_max}
+    event = single.run.click(classify, inputs, single.outputs, api_name="classify", **together)
+    clicked = run_example(single.examples, classify, inputs, single.outputs, **together)
     single.errors.watch(event, clicked)
 
 
@@ -147,11 +154,13 @@ def build_classify_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         why = why_section(ctx)
     with gr.Tab(t("batch.title")):
         batch, precision, batch_examples, why_column = _batch(ctx, settings)
+        corrections = build_corrections(ctx)  # fix wrong rows, retrain (after a labelled batch run)
     _wire_settings(handlers, settings)
     _wire_single(handlers, settings, single)
     _wire_batch(ctx, handlers, settings, batch, precision, batch_examples)
     wire_why(handlers.why, why, single.text, settings.inputs)
     wire_why_column(handlers.why, why_column)
+    wire_corrections(ctx, corrections, batch.downloads, (batch.text_col, batch.ref_col), settings.model)
     wire_explain_api(handlers.why)
     return {"method": settings.method, "model": settings.model, "labels": settings.labels, "text": single.text,
             "run": single.run, "top": single.top, "chart": single.chart, "scores": single.scores,

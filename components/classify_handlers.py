@@ -68,25 +68,34 @@ class ClassifyHandlers:
         """Whether NLI zero-shot can work here (local NLI models, or a reachable Hub)."""
         return nli_availability(self.ctx.config, self.ctx.manager.hub)
 
-    def default_model(self, method: str) -> str:
-        """The model a method starts with: its default, the newest fine-tuned classifier, or a local NLI model."""
+    def default_model(self, method: str, request: Any = None) -> str:
+        """The model a method starts with: its default, the newest fine-tuned classifier (with login: of
+        ``request``'s user), or a local NLI model."""
         if method == Method.FINETUNED:
-            runs = [ref for _, ref in self.ctx.model_choices(("seq-cls",)) if ref.startswith("run:")]
+            runs = [ref for _, ref in self.ctx.model_choices(("seq-cls",), self.user(request))
+                    if ref.startswith("run:")]
             return runs[0] if runs else ""
         if method == Method.NLI:
             return self.nli().default_model
         return DEFAULT_MODELS.get(method, "")
 
-    def model_notes(self, model: str) -> list[Msg]:
-        """A note when ``model`` is a fine-tuning run whose metrics say it is under-trained."""
+    def model_notes(self, model: str, user: str | None = None) -> list[Msg]:
+        """A note when ``model`` is a fine-tuning run (of ``user``, with login) whose metrics say it is
+        under-trained."""
         ref = (model or "").strip()
         if not ref.startswith("run:"):
             return []
         try:
-            info = self.ctx.runs.find(ref.removeprefix("run:"))
+            info = self.ctx.runs.find(ref.removeprefix("run:"), user)
         except Exception:  # noqa: BLE001 - a missing run fails later with its own message
             return []
         return [Msg.of("classify.under_trained", run=info.name or info.id)] if info.metrics.get("under_trained") else []
+
+    def user(self, request: Any = None) -> str | None:
+        """The user of ``request`` (default: the request being handled) with login; None without login."""
+        from components.users import user_of
+
+        return user_of(self.ctx, request)
 
     # ---- one text -----------------------------------------------------------------------------------------
     def predict(self, text: str, method: str, model: str, labels: str, template: str,
@@ -96,9 +105,9 @@ class ClassifyHandlers:
             raise InputError("classify.empty_text")
         text, cut = self.ctx.limits.cut(text)
         spec = ClassifierSpec(method, model, labels, template)
-        classifier = make_classifier(self.ctx.manager, spec, report, self.ctx.decisions)
+        classifier = make_classifier(self.ctx.manager, spec, report, self.ctx.decisions, self.ctx.batcher)
         prediction = Prediction.of(classifier.classify([text])[0])
-        notes = [cut, prediction.confidence.note(), *self.model_notes(model)]
+        notes = [cut, prediction.confidence.note(), *self.model_notes(model, self.user())]
         return SingleResult(prediction, tuple(n for n in notes if n is not None))
 
     def classify(self, text: str, method: str, model: str, labels: str, template: str,
@@ -117,7 +126,7 @@ class ClassifyHandlers:
 
     # ---- a whole table ------------------------------------------------------------------------------------
     def batch_spec(self, method: str, model: str, labels: str, template: str, precision: str,
-                   why: bool = False) -> BatchSpec:
+                   why: bool = False, user: str | None = None) -> BatchSpec:
         """What runs per mini-batch: the classifier, its CSV window, label metrics and its live notes; with
         ``why``, a column of the top-5 tokens toward each row's predicted label (integrated gradients)."""
         classifier = make_classifier(self.ctx.manager, ClassifierSpec(method, model, labels, template, precision),
@@ -132,7 +141,7 @@ class ClassifyHandlers:
                     row[WHY_COLUMN] = cell
             return rows
 
-        notes = [*self.model_notes(model), *([Msg.of("insight.why.batch_note")] if why else [])]
+        notes = [*self.model_notes(model, user), *([Msg.of("insight.why.batch_note")] if why else [])]
         return BatchSpec(process, classifier.window, label_metrics, stem="classified", notes=notes,
                          describe=classifier.describe)
 
@@ -147,5 +156,6 @@ class ClassifyHandlers:
         """
         why = self.why.why_column(session_key(request))
         yield from run_batch(self.ctx, TAB, file, text_column, label_column,
-                             lambda: self.batch_spec(method, model, labels, template, precision, why), request,
+                             lambda: self.batch_spec(method, model, labels, template, precision, why,
+                                                     self.user(request)), request,
                              progress)

@@ -11,6 +11,7 @@ import gradio as gr
 from components.classify_why_handlers import WhyHandlers
 from components.common import ErrorLine, progress_reporter, ui_errors
 from components.i18n import request_lang, t
+from components.insight_export import svg_export_script
 from pipelines.context import HEAVY, AppContext
 from pipelines.insight.attribution import DEFAULT_STEPS, AttributionMethod
 from pipelines.sessions import session_key
@@ -50,7 +51,9 @@ def why_section(ctx: AppContext) -> WhyWidgets:
         predicted = gr.HTML(elem_id="classify-why-predicted")
         other_html = gr.HTML(elem_id="classify-why-other-view")
         chart = gr.Plot(elem_id="classify-why-chart", show_label=False)
-        download = gr.File(label=t("insight.why.download"), interactive=False, elem_id="classify-why-download")
+        download = gr.File(label=t("insight.export.images"), interactive=False, file_count="multiple",
+                           elem_id="classify-why-download")
+        svg_export_script()
     return WhyWidgets(other, attribution, run, errors, note, predicted, other_html, chart, download)
 
 
@@ -64,7 +67,7 @@ def wire_why(why: WhyHandlers, widgets: WhyWidgets, text: Any, settings: list[An
                            progress_reporter(progress))
         choices = [label for label in view.labels if label != view.predicted.label]
         kept = view.other.label if view.other is not None else (other or None)
-        return (view.note, view.predicted_html, view.other_html, view.chart, view.download,
+        return (view.note, view.predicted_html, view.other_html, view.chart, [view.download, *view.images],
                 gr.Dropdown(choices=choices, value=kept))
 
     inputs = [text, *settings, widgets.other, widgets.attribution]

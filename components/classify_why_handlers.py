@@ -4,16 +4,15 @@ downloadable HTML page, the ``/explain_label`` JSON and the batch's "why" column
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipelines.context import AppContext
 from pipelines.engines.internals import refuse_remote
 from pipelines.insight import figures
 from pipelines.insight.attribution import DEFAULT_STEPS, Attribution, LabelExplainer, make_explainer
+from pipelines.insight.export import file_stem, shaded_svg, write_downloads
 from pipelines.messages import Msg, render
 from pipelines.tasks.classify import DEFAULT_TEMPLATE, ClassifierSpec
 
@@ -36,6 +35,7 @@ class WhyView:
     labels: list[str]
     predicted: Attribution
     other: Attribution | None
+    images: list[str] = field(default_factory=list)  # the shaded views as SVG images
 
 
 def caption(result: Attribution, lang: str = "en") -> str:
@@ -79,11 +79,12 @@ class WhyHandlers:
         chart = self.chart(predicted, second, lang)
         page = figures.download_page(render("insight.why.page_title", lang, {"label": predicted.label}),
                                      about(predicted, lang).replace("**", "") + first_html + second_html)
-        folder = Path(tempfile.mkdtemp(prefix="lmw-why-"))
-        path = folder / "why-this-label.html"
-        path.write_text(page, encoding="utf-8")
-        return WhyView(about(predicted, lang), first_html, second_html, chart, str(path), list(explainer.labels),
-                       predicted, second)
+        images = {f"why-{i}-{file_stem(result.label)}.svg": shaded_svg(result.tokens, result.scores,
+                                                                       caption(result, lang), figures.shade)
+                  for i, result in enumerate((predicted, second), 1) if result is not None}
+        path, svgs = write_downloads("lmw-why-", ("why-this-label.html", page), images)
+        return WhyView(about(predicted, lang), first_html, second_html, chart, path, list(explainer.labels),
+                       predicted, second, svgs)
 
     @staticmethod
     def chart(predicted: Attribution, other: Attribution | None, lang: str = "en") -> go.Figure:

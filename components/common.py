@@ -42,17 +42,22 @@ def model_picker(
         filterable=True,
         elem_id=elem_id,
     )
-    dropdown.focus(
-        lambda: gr.Dropdown(choices=model_choices(ctx, kinds)), None, dropdown,
-        queue=False, show_progress="hidden", api_visibility="private",
-    )
+    def refresh(request: gr.Request) -> gr.Dropdown:
+        return gr.Dropdown(choices=model_choices(ctx, kinds, request))
+
+    dropdown.focus(refresh, None, dropdown, queue=False, show_progress="hidden", api_visibility="private")
     return dropdown
 
 
-def model_choices(ctx: AppContext, kinds: tuple[str, ...] = ()) -> list[tuple[Any, str]]:
+def model_choices(ctx: AppContext, kinds: tuple[str, ...] = (), request: Any = None) -> list[tuple[Any, str]]:
     """The context's (label, reference) model choices, translated: embedded models in the browser's language,
-    fine-tuned runs ("<name> (adapter on <base>)") in the request's language."""
-    return [(embedded_label(ref) if ref in EMBEDDED else say(label), ref) for label, ref in ctx.model_choices(kinds)]
+    fine-tuned runs ("<name> (adapter on <base>)") in the request's language. With login, only the runs of
+    ``request``'s user (none without a request)."""
+    from components.users import user_of
+
+    user = user_of(ctx, request)
+    pairs = ctx.model_choices(kinds) if user is None else ctx.model_choices(kinds, user)
+    return [(embedded_label(ref) if ref in EMBEDDED else say(label), ref) for label, ref in pairs]
 
 
 def embedded_label(name: str) -> gr.i18n.I18nData:

@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from components.backends_picker import generation_choices
+from components.classify_corrections import build_corrections, wire_corrections
 from components.common import ErrorLine, examples, run_example
 from components.evaluate_handlers import MAX_PLOTS, EvaluateHandlers, changed_frame, confusion_figures, per_class_frame
 from components.i18n import request_lang, t
@@ -70,8 +71,11 @@ def _inputs(ctx: AppContext) -> Inputs:
     models = gr.Dropdown(generation_choices(ctx, ()), value=[], multiselect=True, max_choices=MAX_MODELS,
                          allow_custom_value=True, label=t("evaluate.models"), info=t("evaluate.models_info"),
                          elem_id="evaluate-models")
-    models.focus(lambda: gr.Dropdown(choices=generation_choices(ctx, ())), None, models, queue=False,
-                 show_progress="hidden", api_visibility="private")
+
+    def refresh(request: gr.Request) -> gr.Dropdown:
+        return gr.Dropdown(choices=generation_choices(ctx, (), request))  # with login: the user's runs only
+
+    models.focus(refresh, None, models, queue=False, show_progress="hidden", api_visibility="private")
     with gr.Accordion(t("evaluate.options"), open=False), gr.Row():
         max_rows = gr.Number(DEFAULT_ROWS, precision=0, minimum=1, label=t("evaluate.max_rows"),
                              info=t("evaluate.max_rows_info"))
@@ -121,8 +125,10 @@ def _details(result: object, request: gr.Request) -> tuple:
 
 def _wire(ctx: AppContext, handlers: EvaluateHandlers, inputs: Inputs, results: Results, run: gr.Button,
           stop: gr.Button, errors: ErrorLine, ex: gr.Examples) -> None:
-    def columns(file: str | None) -> tuple:
-        cols, source, target, task = handlers.columns(file)
+    def columns(file: str | None, request: gr.Request) -> tuple:
+        from components.users import user_of
+
+        cols, source, target, task = handlers.columns(file, user_of(ctx, request))
         return (gr.Dropdown(choices=cols, value=source), gr.Dropdown(choices=["", *cols], value=target or ""),
                 gr.Radio(value=task))
 
@@ -162,7 +168,9 @@ def build_evaluate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                     "generation"]],
                   [inputs.file, inputs.input_col, inputs.target_col, inputs.models, inputs.task])
     results = _results()
+    corrections = build_corrections(ctx, "evaluate-corrections")  # classification: fix wrong rows, retrain
     _wire(ctx, handlers, inputs, results, run, stop, errors, ex)
+    wire_corrections(ctx, corrections, results.files, api_name=None)
     return {"file": inputs.file, "input_column": inputs.input_col, "target_column": inputs.target_col,
             "task": inputs.task, "models": inputs.models, "run": run, "stop": stop, "status": results.status,
             "summary": results.summary, "pairs": results.pairs, "changed": results.changed, "files": results.files,

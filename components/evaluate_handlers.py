@@ -113,18 +113,23 @@ class EvaluateHandlers:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def columns(self, file: str | None) -> tuple[list[str], str | None, str | None, str]:
-        """The table's columns and the guessed input column, target column and task."""
+    def columns(self, file: str | None, user: str | None = None) -> tuple[list[str], str | None, str | None, str]:
+        """The table's columns and the guessed input column, target column and task (with login: a file over
+        ``user``'s upload quota is refused; the rows are checked at the start, against the rows evaluated)."""
         if not file:
             return [], None, None, "auto"
-        table = self.ctx.read_upload(file)
+        table = self.ctx.read_upload(file, user, rows_used=0)
         task, source, target = infer_task(table, "auto", None, None)
         return table.columns, source, target, task.value
 
     def start(self, file: Any, input_column: str | None, target_column: str | None, models: Any, task: str | None,
-              options: EvalOptions, session: str) -> Evaluation:
+              options: EvalOptions, session: str, user: str | None = None) -> Evaluation:
+        """Start the evaluation; with login, ``user``'s upload, rows (those evaluated) and jobs quotas first."""
         if not file:
             raise InputError("evaluate.no_file")
+        if user is not None:
+            self.ctx.read_upload(file, user, rows_used=options.max_rows)
+            self.ctx.quotas.start_session_job(self.ctx.runs, self.ctx.sessions, session, KIND, user)
         return start_evaluation(self.ctx, session, file, input_column, target_column, models, task, options)
 
     def outputs(self, evaluation: Evaluation, lang: str, final: bool) -> Outputs:
@@ -154,7 +159,10 @@ class EvaluateHandlers:
         """
         lang = request_lang(request)
         options = EvalOptions(int(max_rows or 0), int(max_new_tokens or 0), int(resamples or 0), int(seed or 0))
-        evaluation = self.start(file, input_column, target_column, models, task, options, session_key(request))
+        from components.users import user_of
+
+        evaluation = self.start(file, input_column, target_column, models, task, options, session_key(request),
+                                user_of(self.ctx, request))
         report = msg_reporter(progress, lang)
         job = evaluation.job
         job.finalize = lambda: self.outputs(evaluation, lang, final=True)

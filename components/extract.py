@@ -33,15 +33,19 @@ ORDER = "Order A-1042 placed on 3 March 2024: the blue kettle arrived broken and
 Widgets = dict[str, gr.components.Component]
 
 
-def _entity_choices(ctx: AppContext) -> list[tuple[object, str]]:
-    return [(embedded_label("spacy-en-sm"), DEFAULT_NER), *model_choices(ctx, ("token-cls",))]
+def _entity_choices(ctx: AppContext, request: gr.Request | None = None) -> list[tuple[object, str]]:
+    """spaCy and the token-classification models (with login: the request user's runs only)."""
+    return [(embedded_label("spacy-en-sm"), DEFAULT_NER), *model_choices(ctx, ("token-cls",), request)]
 
 
 def _entity_picker(ctx: AppContext) -> gr.Dropdown:
     picker = gr.Dropdown(_entity_choices(ctx), value=DEFAULT_NER, label=t("common.model"),
                          info=t("extract.ner_model_info"), allow_custom_value=True, filterable=True)
-    picker.focus(lambda: gr.Dropdown(choices=_entity_choices(ctx)), None, picker, queue=False,
-                 show_progress="hidden", api_visibility="private")
+
+    def refresh(request: gr.Request) -> gr.Dropdown:
+        return gr.Dropdown(choices=_entity_choices(ctx, request))
+
+    picker.focus(refresh, None, picker, queue=False, show_progress="hidden", api_visibility="private")
     return picker
 
 
@@ -60,8 +64,11 @@ def _batch_picker(ctx: AppContext) -> gr.Dropdown:
     picker = gr.Dropdown(generation_choices(ctx, kinds), value="", label=t("extract.batch_model"),
                          info=t("extract.batch_model_info"), allow_custom_value=True, filterable=True,
                          elem_id="extract-batch-model")
-    picker.focus(lambda: gr.Dropdown(choices=generation_choices(ctx, kinds)), None, picker, queue=False,
-                 show_progress="hidden", api_visibility="private")
+
+    def refresh(request: gr.Request) -> gr.Dropdown:
+        return gr.Dropdown(choices=generation_choices(ctx, kinds, request))  # with login: the user's runs
+
+    picker.focus(refresh, None, picker, queue=False, show_progress="hidden", api_visibility="private")
     return picker
 
 

@@ -12,10 +12,15 @@ from typing import Any
 import gradio as gr
 
 from components.common import ErrorLine, examples
+from components.finetune_augment import augment_inputs, extend_augment
 from components.finetune_handlers import NUMBER_FIELDS, REFRESH_S, FinetuneHandlers, RunsView, TrainView
 from components.finetune_hardware import HardwareForm, hardware_form
-from components.i18n import request_lang, t
+from components.finetune_preflight import attach, build_compare_panel, build_preflight_panel, presets_row
+from components.finetune_probes import ProbeInputs, extend_spec, probes_inputs, probes_table, wire_probes
+from components.i18n import request_lang, say, t
+from components.users import user_of
 from pipelines.context import HEAVY, AppContext
+from pipelines.messages import Msg
 from pipelines.models.embedded import EMBEDDED
 from pipelines.sessions import session_key
 from pipelines.training.settings import DEFAULT_MODELS, TrainSettings, preset
@@ -49,6 +54,8 @@ class SettingsForm:
     numbers: dict[str, gr.Number]
     targets: gr.Textbox
     checkpointing: gr.Checkbox
+    preflight: Any = None  # the pre-flight panel and the presets row (components/finetune_preflight.py)
+    presets: Any = None
 
 
 @dataclass
@@ -81,9 +88,10 @@ def _data_form(ctx: AppContext) -> DataForm:
     table = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label=t("finetune.file"), file_types=[".csv", ".tsv", ".jsonl", ".txt"],
+            upload = gr.File(label=t("finetune.file"), file_types=[".csv", ".tsv", ".jsonl", ".txt", ".md"],
                              type="filepath", elem_id="ft-file")
-            task = gr.Radio([(t("finetune.task_cls"), "classification"), (t("finetune.task_lm"), "causal-lm")],
+            task = gr.Radio([(t("finetune.task_cls"), "classification"), (t("finetune.task_lm"), "causal-lm"),
+                             (t("probes.task_domain"), "domain")],
                             value="classification", label=t("finetune.task"), elem_id="ft-task")
             base = gr.Dropdown([m.name for m in EMBEDDED.values() if m.fmt != "spacy"],
                                value=DEFAULT_MODELS["classification"], label=t("finetune.base"),
@@ -173,8 +181,8 @@ def runs_updates(runs: RunsView) -> tuple[Any, Any]:
             gr.Dropdown(choices=runs.choices, value=runs.selected))
 
 
-def train_updates(handlers: FinetuneHandlers, shown: TrainView, lang: str) -> tuple:
-    runs = runs_updates(handlers.runs(lang, selected=shown.run_id)) if shown.final else (gr.skip(), gr.skip())
+def train_updates(handlers: FinetuneHandlers, shown: TrainView, lang: str, user: str | None = None) -> tuple:
+    runs = runs_updates(handlers.runs(lang, shown.run_id, user)) if shown.final else (gr.skip(), gr.skip())
     return (shown.run_id, shown.progress, shown.loss, shown.log, shown.results, shown.confusion,
             gr.Dataframe(value=shown.rows, headers=shown.headers), *runs)
 
@@ -185,13 +193,20 @@ def build_finetune_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     gr.Markdown(t("finetune.intro"))
     data = _data_form(ctx)
     settings = _settings_form()
+    settings.presets = presets_row(ctx)  # save/load named presets
     hardware = hardware_form()
+    probes = probes_inputs()  # live probes and the domain option (components/finetune_probes.py), before Start
+    settings.augment = augment_inputs(ctx)  # EDA and paraphrases of the training rows (components/finetune_augment.py)
+    settings.preflight = build_preflight_panel(ctx)  # token lengths, balance, duplicates, estimate
     train = _train_panel(ctx, handlers)
+    probe_table = probes_table()
     results = _results_panel(ctx)
     runs = _runs_panel(ctx)
+    build_compare_panel(ctx)  # compare 2-5 runs: loss curves, settings side by side
     _wire_results(ctx, results, runs.pick, train.outputs[0])
     _wire_data(handlers, data, settings)
-    _wire_training(handlers, data, settings, hardware, train, runs)
+    _wire_training(handlers, data, settings, hardware, train, runs, probes)
+    wire_probes(ctx, probe_table, train.outputs[1], runs.pick)
     _wire_runs(handlers, runs)
     _wire_load(handlers, train, runs)
     handlers.reattach()  # a training child left running by a previous app: follow it (and hold the slot)
@@ -248,7 +263,7 @@ def _wire_results(ctx: AppContext, panel: dict[str, Any] | None, *sources: gr.co
 
 
 def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: SettingsForm, hardware: HardwareForm,
-                   train: TrainPanel, runs: RunsPanel) -> None:
+                   train: TrainPanel, runs: RunsPanel, probes: ProbeInputs | None = None) -> None:
     outputs = [*train.outputs, runs.table, runs.pick]
 
     def finetune(path: str | None, spec_json: str, request: gr.Request):
@@ -257,30 +272,40 @@ def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: Setting
         ``spec_json`` is a JSON object: {"task": "classification"|"causal-lm", "base_model": "minilm-l6",
         "name": "...", "columns": {"text": ..., "label": ...} or {"prompt": ..., "response": ...},
         "preset": "quick"|"balanced"|"thorough", "settings": {"epochs": 2, ...}}; columns are guessed from their
-        names when left out. Streams progress; the
+        names when left out. "task": "domain" continues pre-training on raw text (one text column, or a .txt/.md
+        file split into paragraphs; an encoder base trains as "domain-mlm"); "probes": [up to 5 prompts or texts]
+        are answered at every evaluation (metrics["probes"] of the run). Streams progress; the
         first output is the run id, usable as the model reference ``run:<id>`` once complete.
         """
-        lang = request_lang(request)
-        job = handlers.start(path, spec_json, session_key(request))
+        lang, user = request_lang(request), user_of(handlers.ctx, request)
+        handlers.check_quota(user, path)  # with login: the user's running jobs, stored runs, disk, upload size
+        for job in handlers.start_steps(path, spec_json, session_key(request)):  # augmentation progress, the job
+            if isinstance(job, Msg):
+                yield (gr.skip(), f"<p>{say(job, lang)}</p>", *(gr.skip(),) * (TRAIN_OUTPUTS - 2))
+        handlers.own(job, user)
         for shown in handlers.follow(job, lang):
-            yield train_updates(handlers, shown, lang)
+            yield train_updates(handlers, shown, lang, user)
 
     def resume_finetune(run: str | None, request: gr.Request):
         """Continue a stopped, failed or interrupted run from its last checkpoint (same data order; the curves
         continue from the checkpoint's step). Streams progress like ``finetune``; the first output is the run id."""
-        lang = request_lang(request)
-        job = handlers.resume(run, session_key(request))
+        lang, user = request_lang(request), user_of(handlers.ctx, request)
+        job = handlers.resume(run, session_key(request), user=user)
         for shown in handlers.follow(job, lang):
-            yield train_updates(handlers, shown, lang)
+            yield train_updates(handlers, shown, lang, user)
 
     def stop(request: gr.Request) -> tuple:
         lang = request_lang(request)
         shown = handlers.stop(session_key(request), lang)
-        return tuple(gr.skip() for _ in outputs) if shown is None else train_updates(handlers, shown, lang)
+        user = user_of(handlers.ctx, request)
+        return tuple(gr.skip() for _ in outputs) if shown is None else train_updates(handlers, shown, lang, user)
 
     inputs = [data.task, data.base, data.run_name, settings.preset, settings.targets, settings.checkpointing,
               *data.cols, *(settings.numbers[n] for n in NUMBER_FIELDS), *hardware.inputs]
     collect = train.start.click(train.errors.guard(handlers.collect), inputs, train.spec, api_visibility="private")
+    collect = extend_spec(probes, collect, train.spec, train.errors) if probes is not None else collect
+    collect = attach(handlers.ctx, settings, data, collect, train.spec, handlers.collect, inputs)  # pre-flight
+    collect = extend_augment(settings.augment, collect, train.spec, train.errors)
     train_event = collect.success(
         train.errors.guard(finetune), [data.upload, train.spec], outputs, api_name="finetune",
         concurrency_id=TRAINING, concurrency_limit=TRAINING_STREAMS, show_progress="hidden",
@@ -295,28 +320,29 @@ def _wire_training(handlers: FinetuneHandlers, data: DataForm, settings: Setting
 
 def _wire_runs(handlers: FinetuneHandlers, runs: RunsPanel) -> None:
     def refresh(selected: str | None, request: gr.Request) -> tuple:
-        return runs_updates(handlers.runs(request_lang(request), selected))
+        return runs_updates(handlers.runs(request_lang(request), selected, user_of(handlers.ctx, request)))
 
-    def list_runs() -> list[dict]:
+    def list_runs(request: gr.Request) -> list[dict]:
         """All fine-tuning runs (complete, stopped, failed), newest first, with their metrics."""
-        return handlers.list_runs()
+        return handlers.list_runs(user_of(handlers.ctx, request))
 
-    def download(run: str | None) -> str:
-        return handlers.download(run)
+    def download(run: str | None, request: gr.Request) -> str:
+        return handlers.download(run, user_of(handlers.ctx, request))
 
     def run_report(run: str | None, request: gr.Request) -> str:
         """A self-contained HTML report of a run: settings, data summary, loss curves, evaluations, environment."""
-        return handlers.run_report(run, request_lang(request))
+        return handlers.run_report(run, request_lang(request), user_of(handlers.ctx, request))
 
     def run_card(run: str | None, request: gr.Request) -> str:
-        return handlers.run_card(run, request_lang(request))
+        return handlers.run_card(run, request_lang(request), user_of(handlers.ctx, request))
 
     def merge(run: str | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> str:
-        return handlers.merge(run, request_lang(request), lambda f, desc: progress(f, desc=desc))
+        return handlers.merge(run, request_lang(request), lambda f, desc: progress(f, desc=desc),
+                              user_of(handlers.ctx, request))
 
     def delete(run: str | None, request: gr.Request) -> tuple:
-        lang = request_lang(request)
-        return handlers.delete(run, lang), *runs_updates(handlers.runs(lang))
+        lang, user = request_lang(request), user_of(handlers.ctx, request)
+        return handlers.delete(run, lang, user), *runs_updates(handlers.runs(lang, user=user))
 
     guard = runs.errors.guard
     events = [
@@ -338,14 +364,14 @@ def _wire_load(handlers: FinetuneHandlers, train: TrainPanel, runs: RunsPanel) -
     outputs = [*train.outputs, runs.table, runs.pick, train.timer]
 
     def on_load(selected: str | None, request: gr.Request) -> tuple:
-        lang = request_lang(request)
-        job = handlers.follow_current(session_key(request))
+        lang, user = request_lang(request), user_of(handlers.ctx, request)
+        job = handlers.follow_current(session_key(request), user)
         if job is None:
             idle = [gr.skip()] * len(train.outputs)
             idle[1] = handlers.idle_progress(lang)
-            return (*idle, *runs_updates(handlers.runs(lang, selected)), gr.Timer(active=False))
+            return (*idle, *runs_updates(handlers.runs(lang, selected, user)), gr.Timer(active=False))
         shown = handlers.view(job, final=False, lang=lang)
-        return (*train_updates(handlers, shown, lang)[:-2], *runs_updates(handlers.runs(lang, selected)),
+        return (*train_updates(handlers, shown, lang)[:-2], *runs_updates(handlers.runs(lang, selected, user)),
                 gr.Timer(active=True))
 
     def on_tick(request: gr.Request) -> tuple:
@@ -354,7 +380,7 @@ def _wire_load(handlers: FinetuneHandlers, train: TrainPanel, runs: RunsPanel) -
         if job is None:
             return (*[gr.skip()] * (len(outputs) - 1), gr.Timer(active=False))
         shown = handlers.view(job, final=not job.running, lang=lang)
-        return (*train_updates(handlers, shown, lang), gr.Timer(active=job.running))
+        return (*train_updates(handlers, shown, lang, user_of(handlers.ctx, request)), gr.Timer(active=job.running))
 
     root = gr.context.Context.root_block
     if root is not None:

@@ -90,9 +90,13 @@ class FinetuneHandlers:
         self.ctx = ctx
 
     # ---- data -----------------------------------------------------------------------------
-    def read(self, path: str | None) -> Table:
+    def read(self, path: str | None, task: str = "") -> Table:
         if not path:
             raise InputError("finetune.need_file")
+        from pipelines.training.domain import is_plain_text, read_plain_text
+
+        if is_plain_text(path, task):  # domain text (.md, or .txt for domain adaptation): one paragraph a row
+            return read_plain_text(path, self.ctx.config.max_upload_mb * 2**20, self.ctx.config.max_rows)
         return self.ctx.read_upload(path)
 
     def describe(self, table: Table | None, task: str, *cols: str | None, lang: str = "en") -> str:
@@ -107,7 +111,7 @@ class FinetuneHandlers:
     def upload(self, path: str | None, task: str, lang: str = "en") -> Upload:
         if not path:
             return Upload(None, None)
-        table = self.read(path)
+        table = self.read(path, task)
         guess = guess_mapping(table.columns, task)
         picks = [getattr(guess, role) or "" for role in ROLES]
         return Upload(table, table.frame.head(PREVIEW_ROWS), list(table.columns), picks,
@@ -152,21 +156,22 @@ class FinetuneHandlers:
         job = self.current()
         if job is not None:
             return job
-        root = self.ctx.config.runs_dir
+        root, found = self.ctx.config.runs_dir, None
         for folder in sorted(root.glob(f".*{TMP_SUFFIX}")) if root.is_dir() else []:
-            if live_child(folder):
+            if live_child(folder):  # every child (several on a multi-GPU box), each holding its own devices
                 try:
-                    job = TrainingJob.attach(self.ctx.config, self.ctx.training_lock, folder).start()
+                    job = TrainingJob.attach(self.ctx.config, self.ctx.training_slots, folder).start()
                 except BusyError:
-                    return None
+                    continue
                 self.ctx.sessions.put(FOLLOWED, KIND, job)
-                return job
-        return None
+                found = found or job
+        return found
 
-    def _check_free(self) -> None:
-        """BusyError naming the run that trains now (the single-slot rule)."""
+    def _check_free(self, hardware: HardwareSettings | None = None) -> None:
+        """BusyError naming the run that trains now, unless the devices ``hardware`` asks for are free (one job per
+        device set: on a box with several GPUs a second job takes the free ones)."""
         job = self.reattach()
-        if job is not None:
+        if job is not None and not self.ctx.training_slots.can_start(hardware or HardwareSettings()):
             st = job.snapshot()
             raise BusyError("training.busy_run", run=job.name or job.run_id, model=job.base_model, step=st.step,
                             total=st.total_steps or "?")
@@ -176,32 +181,51 @@ class FinetuneHandlers:
         self.ctx.sessions.put(FOLLOWED, KIND, job)
         return job
 
-    def start(self, path: str | None, spec_json: str, session: str) -> TrainingJob:
+    def start(self, path: str | None, spec_json: str, session: str,
+              adjust: Callable[[Any], Any] | None = None) -> TrainingJob:
         """Check the request, prepare the data and start the run as the session's training job."""
+        *_, job = self.start_steps(path, spec_json, session, adjust)
+        return job
+
+    def start_steps(self, path: str | None, spec_json: str, session: str,
+                    adjust: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+        """:meth:`start`, yielding augmentation progress (``Msg``) before the started job (the last item).
+        ``adjust`` changes the prepared data first (corrections: pipelines/training/corrections.py)."""
+        from pipelines.messages import Msg
+        from pipelines.training.augment import spec_augmenter
+
         spec = JobSpec.from_json(spec_json)
-        table = self.read(path)
+        table = self.read(path, spec.task)
         columns = spec.columns if any(spec.columns.to_dict().values()) else guess_mapping(table.columns, spec.task)
         data = prepare(table, spec.task, columns)
-        self._check_free()
-        job = TrainingJob(self.ctx.config, self.ctx.training_lock, data, spec.settings, spec.base_model, spec.name,
-                          hardware=spec.hardware, control=spec.control)
-        return self._register(job.start(), session)
+        data = adjust(data) if adjust is not None else data
+        self._check_free(spec.hardware)
+        augmenter = spec_augmenter(self.ctx, data, spec)  # EDA and paraphrases of the training rows (off: none)
+        for done, total in augmenter.steps():
+            yield Msg.of("augment.progress", done=done, total=total)
+        job = TrainingJob(self.ctx.config, self.ctx.training_slots, augmenter.result, spec.settings, spec.base_model,
+                          spec.name, hardware=spec.hardware, control=spec.control)
+        yield self._register(job.start(), session)
 
-    def resume(self, run: str | None, session: str, hardware: HardwareSettings | None = None) -> TrainingJob:
+    def resume(self, run: str | None, session: str, hardware: HardwareSettings | None = None,
+               user: str | None = None) -> TrainingJob:
         """Continue a stopped, failed or interrupted run from its last checkpoint, as the session's job."""
-        info = self.ctx.runs.find(check_run_id(run))
-        self._check_free()
+        info = self.ctx.runs.find(check_run_id(run), user)
+        self._check_free(hardware)
         self.ctx.manager.unload(info.reference)  # a stopped run may be loaded as a model: its folder moves
-        job = TrainingJob.resume(self.ctx.config, self.ctx.training_lock, info, hardware)
+        job = TrainingJob.resume(self.ctx.config, self.ctx.training_slots, info, hardware)
         return self._register(job.start(), session)
 
     def session_job(self, session: str) -> TrainingJob | None:
         """The session's training job (running or just ended), or None."""
         return self.ctx.sessions.get(session, KIND)
 
-    def follow_current(self, session: str) -> TrainingJob | None:
-        """A reloaded page: the running job (now also this session's, so its Stop works), or None."""
+    def follow_current(self, session: str, user: str | None = None) -> TrainingJob | None:
+        """A reloaded page: the running job (now also this session's, so its Stop works), or None (also when,
+        with login, the job is another user's)."""
         job = self.reattach()
+        if job is not None and not self.ctx.runs.visible(job.run_id, user):
+            return None
         if job is not None:
             self.ctx.sessions.put(session, KIND, job)
         return job
@@ -247,34 +271,37 @@ class FinetuneHandlers:
         return view.progress_html(None, lang)
 
     # ---- runs ---------------------------------------------------------------------------------
-    def runs(self, lang: str = "en", selected: str | None = None) -> RunsView:
-        """The runs table and picker; ``selected`` stays chosen when it still exists, else the newest run."""
-        runs = self.ctx.runs.list(None)
+    def runs(self, lang: str = "en", selected: str | None = None, user: str | None = None) -> RunsView:
+        """The runs table and picker; ``selected`` stays chosen when it still exists, else the newest run.
+        With login (``user``), the user's runs only (an admin's: all)."""
+        runs = self.ctx.runs.list(None, user)
         ids = [r.id for r in runs]
         pick = selected if selected in ids else (ids[0] if ids else None)
         return RunsView(view.run_rows(runs, lang), view.headers(view.RUN_COLUMNS, lang), ids, pick)
 
-    def list_runs(self) -> list[dict]:
-        return [view.run_record(r) for r in self.ctx.runs.list(None)]
+    def list_runs(self, user: str | None = None) -> list[dict]:
+        return [view.run_record(r) for r in self.ctx.runs.list(None, user)]
 
-    def download(self, run: str | None) -> str:
-        return str(self.ctx.runs.zip(check_run_id(run)))
+    def download(self, run: str | None, user: str | None = None) -> str:
+        return str(self.ctx.runs.zip(check_run_id(run), user))
 
-    def run_report(self, run: str | None, lang: str = "en") -> str:
+    def run_report(self, run: str | None, lang: str = "en", user: str | None = None) -> str:
         """A self-contained HTML report of the run (settings, data, loss curves, evaluations, environment)."""
         from pipelines.evaluation.run_report import write_run_report
 
+        self.ctx.runs.check_owner(check_run_id(run), user)
         return str(write_run_report(self.ctx.runs, check_run_id(run), lang))
 
-    def run_card(self, run: str | None, lang: str = "en") -> str:
+    def run_card(self, run: str | None, lang: str = "en", user: str | None = None) -> str:
         """The same report as Markdown, for a model card."""
         from pipelines.evaluation.model_card import write_run_markdown
 
+        self.ctx.runs.check_owner(check_run_id(run), user)
         return str(write_run_markdown(self.ctx.runs, check_run_id(run), lang))
 
     def merge(self, run: str | None, lang: str = "en",
-              progress: Callable[[float, str], None] | None = None) -> str:
-        info = self.ctx.runs.get(check_run_id(run))
+              progress: Callable[[float, str], None] | None = None, user: str | None = None) -> str:
+        info = self.ctx.runs.get(check_run_id(run), user)
         if progress is not None:
             progress(0.1, render("finetune.merging", lang, {"run": info.id}))
         folder = self.ctx.runs.merge(info.id, self.ctx.config.models_dir,
@@ -282,8 +309,26 @@ class FinetuneHandlers:
                                      self.ctx.config.allow_pickle_weights)
         return render("finetune.merged", lang, {"folder": str(folder)})
 
-    def delete(self, run: str | None, lang: str = "en") -> str:
-        info = self.ctx.runs.find(check_run_id(run))
+    def delete(self, run: str | None, lang: str = "en", user: str | None = None) -> str:
+        info = self.ctx.runs.find(check_run_id(run), user)
         self.ctx.manager.unload(info.reference)
         self.ctx.runs.delete(info.id)
         return render("finetune.deleted", lang, {"run": info.id})
+
+    # ---- users (with login, ``LMW_USERS``) -----------------------------------------------------------------------
+    def check_quota(self, user: str | None, path: str | None = None) -> None:
+        """Before a run starts for ``user``: the user's running jobs (batches and evaluations too), stored runs
+        and their disk use, and the size of the uploaded file at ``path``."""
+        import os
+
+        from pipelines.quotas import session_jobs
+
+        others = session_jobs(self.ctx.sessions, user) if user is not None else 0
+        self.ctx.quotas.check_new_run(self.ctx.runs, user, others)
+        if path and os.path.isfile(path):
+            self.ctx.quotas.check_upload(os.path.getsize(path), user)
+
+    def own(self, job: TrainingJob, user: str | None) -> TrainingJob:
+        """Record ``user`` as the owner of the job's run (nothing without login)."""
+        self.ctx.runs.set_owner(job.run_id, user)
+        return job

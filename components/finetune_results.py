@@ -58,8 +58,9 @@ class FinetuneResultsHandlers:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def run_dir(self, run: str | None) -> Path | None:
-        """The folder of ``run`` (an id or ``run:<id>``): a finished run, or the one being written; None if none."""
+    def run_dir(self, run: str | None, user: str | None = None) -> Path | None:
+        """The folder of ``run`` (an id or ``run:<id>``): a finished run, or the one being written; None if none
+        (or, with login, when it is not ``user``'s)."""
         from pipelines.errors import WorkbenchError
         from pipelines.training.store import tmp_folder
 
@@ -67,7 +68,9 @@ class FinetuneResultsHandlers:
         if not run_id or run_id == "None":
             return None
         try:
-            return self.ctx.runs.find(run_id).path
+            if not self.ctx.runs.visible(run_id, user):  # another user's run, finished or training
+                return None
+            return self.ctx.runs.find(run_id, user).path
         except WorkbenchError:
             live = tmp_folder(self.ctx.runs.root, run_id)
             return live if not run_id.startswith(".") and live.is_dir() else None
@@ -122,13 +125,16 @@ class FinetuneResultsHandlers:
             message = Msg.of("finetune_results.baseline_only", baseline=f"{float(baseline['accuracy']):.3f}",
                              baseline_f1=f"{float(baseline['macro_f1']):.3f}",
                              seconds=f"{float(baseline.get('seconds', 0.0)):.1f}")
-        return say(message, lang)
+        from pipelines.training.augment import augmentation_line  # a run with added rows: with vs without them
 
-    def show(self, run: str | None, lang: str = "en") -> PanelView:
-        """(verdict, note, table) for ``run``; a hint when no run is picked."""
+        added = augmentation_line(baseline, metrics)
+        return say(message, lang) + (f"\n\n{say(added, lang)}" if added is not None else "")
+
+    def show(self, run: str | None, lang: str = "en", user: str | None = None) -> PanelView:
+        """(verdict, note, table) for ``run`` (with login: ``user``'s only); a hint when no run is picked."""
         from pipelines.training.before_after import read_before_after
 
-        folder = self.run_dir(run)
+        folder = self.run_dir(run, user)
         if folder is None:
             return "", text("finetune_results.pick", lang), self.table(None, lang)
         record = read_before_after(folder)
@@ -140,7 +146,9 @@ def wire_results_panel(ctx: AppContext, panel: dict[str, Any], *sources: gr.comp
     handlers = FinetuneResultsHandlers(ctx)
 
     def refresh(run: str | None, request: gr.Request) -> tuple:
-        verdict, note, table = handlers.show(run, request_lang(request))
+        from components.users import user_of
+
+        verdict, note, table = handlers.show(run, request_lang(request), user_of(ctx, request))
         return verdict, note, gr.Dataframe(value=table, visible=not table.empty)
 
     outputs = [panel["verdict"], panel["note"], panel["table"]]

@@ -18,7 +18,7 @@ from components.generate_events import GenerateEvents, register_api
 from components.generate_handlers import KNOB_NAMES, SAME, GenerateHandlers
 from components.generate_inspect import inspect_panel, wire_inspect, wire_inspect_api
 from components.i18n import t
-from pipelines.context import HEAVY, AppContext
+from pipelines.context import GENERATION, HEAVY, AppContext, generation_limit
 from pipelines.generation import DEFAULT_SYSTEM
 from pipelines.generation.engines import ENGINES, Engine
 from pipelines.generation.presets import PRESETS
@@ -118,19 +118,21 @@ def _explorer_and_compare(ctx: AppContext, c: dict[str, Any]) -> None:
                     c[f"stats_{side}"] = gr.JSON(label=t("generate.stats"))
 
 
-def _wire(c: dict[str, Any], ev: GenerateEvents) -> None:
+def _wire(c: dict[str, Any], ev: GenerateEvents, limit: int) -> None:
     errors, private = c["errors"], {"concurrency_id": HEAVY, "api_visibility": "private"}
+    together = {"concurrency_id": GENERATION, "concurrency_limit": limit}  # generations share decoding steps
+    run_opts = {"api_visibility": "private", **together}
     chat_outputs = [c["chatbot"], c["history"], c["output"], c["tokens"], c["stats"], c["prompt"]]
     knobs = {c[k] for k in KNOB_NAMES} | {c["touched"], c["picker"], c["prompt"], c["system"]}
     chat_inputs = knobs | {c["history"]}
-    runs = [c["run"].click(errors.guard(ev.generate), chat_inputs, chat_outputs, **private),
-            c["prompt"].submit(errors.guard(ev.generate), chat_inputs, chat_outputs, **private),
-            c["regenerate"].click(errors.guard(ev.regenerate), chat_inputs, chat_outputs, **private),
-            run_example(c["examples"], errors.guard(ev.generate), chat_inputs, chat_outputs, concurrency_id=HEAVY)]
+    runs = [c["run"].click(errors.guard(ev.generate), chat_inputs, chat_outputs, **run_opts),
+            c["prompt"].submit(errors.guard(ev.generate), chat_inputs, chat_outputs, **run_opts),
+            c["regenerate"].click(errors.guard(ev.regenerate), chat_inputs, chat_outputs, **run_opts),
+            run_example(c["examples"], errors.guard(ev.generate), chat_inputs, chat_outputs, **together)]
     compare_inputs = knobs | {c["picker_b"], c["engine_b"], c["precision_b"], c["sampling_b"], c["temperature_b"]}
     compare = c["compare"].click(c["compare_errors"].guard(ev.compare), compare_inputs,
                                  [c[k] for k in ("out_a", "tokens_a", "stats_a", "out_b", "tokens_b", "stats_b")],
-                                 **private)
+                                 **run_opts)
     c["stop"].click(ev.stop, None, [c["tokens"], c["stats"]], cancels=[*runs, compare], **PRIVATE)
     c["clear"].click(ev.clear, None, [c["chatbot"], c["history"], c["output"], c["tokens"], c["stats"]], **PRIVATE)
     explore = c["explore"].click(c["explore_errors"].guard(ev.explore), knobs, c["plot"], **private)
@@ -165,6 +167,6 @@ def build_generate_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     _settings_accordion(c)
     _explorer_and_compare(ctx, c)
     c["history"], c["touched"] = gr.State([]), gr.State(False)
-    _wire(c, GenerateEvents(GenerateHandlers(ctx, service), c))
+    _wire(c, GenerateEvents(GenerateHandlers(ctx, service), c), generation_limit(ctx))
     wire_inspect(ctx, inspect)
     return {k: v for k, v in c.items() if isinstance(v, gr.components.Component)}

@@ -11,7 +11,7 @@ import gradio as gr
 from components.common import progress_reporter, ui_errors
 from components.generate_handlers import KNOB_NAMES, GenerateHandlers, ModelBSettings, View
 from components.i18n import request_lang, t
-from pipelines.context import HEAVY, AppContext
+from pipelines.context import GENERATION, HEAVY, AppContext, generation_limit
 from pipelines.generation import DEFAULT_SYSTEM, GenerationService, GenerationSettings
 from pipelines.generation.presets import PRESETS
 from pipelines.generation.settings import Mode
@@ -146,5 +146,6 @@ def register_api(ctx: AppContext, service: GenerationService) -> None:
         rows, _ = service.next_tokens(model, prompt, GenerationSettings.from_dict(settings), k=k)
         return rows
 
-    for fn in (generate, generate_details, generate_stream, next_tokens):
-        gr.api(fn, api_name=fn.__name__, concurrency_id=HEAVY)
+    for fn in (generate, generate_details, generate_stream):  # generations run together (see GENERATION)
+        gr.api(fn, api_name=fn.__name__, concurrency_id=GENERATION, concurrency_limit=generation_limit(ctx))
+    gr.api(next_tokens, api_name="next_tokens", concurrency_id=HEAVY)

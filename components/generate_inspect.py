@@ -8,6 +8,7 @@ session's last exchange with :func:`pipelines.insight.generated.remember_exchang
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import gradio as gr
 from components.common import ErrorLine, progress_reporter, ui_errors
 from components.generate_inspect_handlers import InspectHandlers
 from components.i18n import request_lang, t
+from components.insight_export import svg_export_script
 from pipelines.context import HEAVY, AppContext
 from pipelines.insight.attribution import DEFAULT_STEPS, AttributionMethod
 from pipelines.sessions import session_key
@@ -93,7 +95,9 @@ def inspect_panel(ctx: AppContext) -> InspectWidgets:
         alternatives = gr.Plot(show_label=False, elem_id="generate-inspect-alternatives")
         attention = gr.HTML(elem_id="generate-inspect-attention")
         attributions = gr.HTML(elem_id="generate-inspect-attributions")
-        download = gr.File(label=t("insight.why.download"), interactive=False)
+        download = gr.File(label=t("insight.export.images"), interactive=False, file_count="multiple",
+                           elem_id="generate-inspect-download")
+        svg_export_script()
     return InspectWidgets(index, layer, head, attribution, run, errors, note, alternatives, attention, attributions,
                           download, gr.State(None))
 
@@ -104,23 +108,26 @@ def wire_inspect(ctx: AppContext, widgets: InspectWidgets) -> None:
     errors = widgets.errors
 
     def inspect(index: float, layer: float, head: float, attribution: str, request: gr.Request,
-                progress: gr.Progress = gr.Progress()) -> tuple:
-        view = handlers.inspect_last(session_key(request), index, layer, head, attribution, request_lang(),
-                                     progress_reporter(progress))
-        return (view.note, view.alternatives, view.attention_html, view.attribution_html, view.download,
-                gr.Slider(maximum=view.layers - 1), gr.Slider(maximum=view.heads - 1), view.result)
+                progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        # first the alternatives and the attention (one forward pass), then the attributions
+        for view in handlers.inspect_steps(session_key(request), index, layer, head, attribution, request_lang(),
+                                           progress_reporter(progress)):
+            yield (view.note, view.alternatives, view.attention_html, view.attribution_html, view.files or None,
+                   gr.Slider(maximum=view.layers - 1), gr.Slider(maximum=view.heads - 1), view.result)
 
     def reselect(result: Any, layer: float, head: float) -> tuple:
         if result is None:
-            return gr.skip(), gr.skip()
-        return handlers.shaded(result, layer, head, request_lang())
+            return gr.skip(), gr.skip(), gr.skip()
+        view = handlers.view(result, layer, head, request_lang())  # the downloads follow the layer and head
+        return view.attention_html, view.attribution_html, view.files or gr.skip()
 
     inputs = [widgets.index, widgets.layer, widgets.head, widgets.attribution]
     errors.watch(widgets.run.click(errors.guard(inspect), inputs, widgets.outputs, api_visibility="private",
                                    concurrency_id=HEAVY))
     for slider in (widgets.layer, widgets.head):
         slider.release(reselect, [widgets.result, widgets.layer, widgets.head],
-                       [widgets.attention, widgets.attributions], api_visibility="private", queue=False)
+                       [widgets.attention, widgets.attributions, widgets.download], api_visibility="private",
+                       queue=False)
 
 
 def wire_inspect_api(ctx: AppContext) -> None:

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -33,6 +34,7 @@ from pipelines.table_sniff import size_msg
 
 log = logging.getLogger(__name__)
 STATUS_OF_KEY = MappingProxyType({"engines.error.unknown_model": (404, "invalid_request_error", "model_not_found"),
+                                   "users.error.not_yours": (403, "invalid_request_error", "model_not_owned"),
                                    "hostile.error.body_too_big": (413, "invalid_request_error", "request_too_large")})
 JSON_ESCAPE_BYTES = 6  # the most bytes one prompt character takes in a JSON body ("\uXXXX")
 
@@ -96,42 +98,31 @@ def openai_routes(ctx: AppContext, config: EnginesConfig | None = None) -> APIRo
     api = OpenAIService(ctx, config)
     router = APIRouter(prefix="/v1")
     body_limit = max_body_bytes(ctx)
-
-    def authorised(request: Request) -> JSONResponse | None:
-        key = api.config.api_key
-        if not key and ctx.config.password:  # the app has a login: its API must not be open
-            message = Msg.of("engines.error.key_required").render("en")
-            return JSONResponse(error_body(message, "invalid_request_error", "invalid_api_key"), status_code=401)
-        if not key:
-            return None
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if hmac.compare_digest(given.encode(), key.encode()):
-            return None
-        message = Msg.of("engines.error.bad_key").render("en")
-        return JSONResponse(error_body(message, "invalid_request_error", "invalid_api_key"), status_code=401)
+    gate = ApiGate(ctx, api.config.api_key)
 
     @router.get("/models", **list_docs())
     def models(request: Request) -> Any:
-        return authorised(request) or api.models()
+        caller = gate.check(request)
+        return caller.denied or api.models(caller.user)
 
     @router.get("/models/{model_id:path}", **list_docs())
     def model(model_id: str, request: Request) -> Any:
-        denied = authorised(request)
-        if denied:
-            return denied
-        found = [m for m in api.models()["data"] if m["id"] == model_id]
+        caller = gate.check(request)
+        if caller.denied:
+            return caller.denied
+        found = [m for m in api.models(caller.user)["data"] if m["id"] == model_id]
         return found[0] if found else error_response(ModelLoadError("engines.error.unknown_model", model=model_id))
 
     async def generate(request: Request, mode: str) -> Any:
-        denied = authorised(request)
-        if denied:
-            return denied
+        caller = gate.check(request)
+        if caller.denied:
+            return caller.denied
         try:
             body = await read_json(request, body_limit)
         except InputError as exc:
             return error_response(exc)
         try:
-            parsed = api.parse(body, mode)
+            parsed = api.parse(body, mode, caller.user)
             if not parsed.stream:
                 return await run_in_threadpool(api.complete, parsed)
             _, chunks = await run_in_threadpool(api.first_and_rest, parsed)
@@ -149,3 +140,46 @@ def openai_routes(ctx: AppContext, config: EnginesConfig | None = None) -> APIRo
         return await generate(request, Mode.COMPLETION)
 
     return router
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called the API: ``user`` for owner checks (None without login), or the ``denied`` answer."""
+
+    user: str | None = None
+    denied: JSONResponse | None = None
+
+
+class ApiGate:
+    """Bearer keys (``LMW_API_KEY``; ``LMW_API_KEYS`` mapped to users) and the per-user rate limit (429 with
+    ``Retry-After``). Keys are compared in constant time and never logged."""
+
+    def __init__(self, ctx: AppContext, key: str) -> None:
+        from pipelines.ratelimit import RateLimiter
+
+        self.ctx, self.key = ctx, key
+        self.limiter = RateLimiter.from_env()
+
+    def check(self, request: Request) -> Caller:
+        users = self.ctx.users
+        login = bool(self.ctx.config.password or users.enabled)
+        if not self.key and not users.keys:
+            if login:  # the app has a login: its API must not be open
+                return Caller(denied=_unauthorised("engines.error.key_required"))
+            return Caller()
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        name = users.user_of_key(given)
+        if name is None and not (self.key and hmac.compare_digest(given.encode(), self.key.encode())):
+            return Caller(denied=_unauthorised("engines.error.bad_key"))
+        wait = self.limiter.allow(name) if name is not None else 0  # per named user (LMW_API_KEYS)
+        if wait:
+            message = Msg.of("users.error.rate_limited", seconds=wait, env="LMW_RATE_LIMIT").render("en")
+            return Caller(denied=JSONResponse(error_body(message, "rate_limit_error", "rate_limit_exceeded"),
+                                              status_code=429, headers={"Retry-After": str(wait)}))
+        # with logins, a key's user sees their own runs; the single LMW_API_KEY belongs to nobody
+        return Caller(user=(name or "") if users.enabled else None)
+
+
+def _unauthorised(key: str) -> JSONResponse:
+    message = Msg.of(key).render("en")
+    return JSONResponse(error_body(message, "invalid_request_error", "invalid_api_key"), status_code=401)

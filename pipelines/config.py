@@ -38,6 +38,25 @@ def _default_data_dir(persistent: Path = Path("/data")) -> Path:
     return APP_ROOT / "data"
 
 
+@dataclass(frozen=True)
+class BatchingConfig:
+    """Batched decoding across generation requests (:mod:`pipelines.generation.batcher`)."""
+
+    enabled: bool = True  # LMW_BATCHING=0: every generation runs alone, through ``model.generate``
+    window_ms: float = 5.0  # how long a new batch waits for more requests (LMW_BATCH_WINDOW_MS)
+    max_batch: int = 16  # sequences one decoding step carries at most (LMW_BATCH_MAX)
+    max_cache_mb: int = 1024  # a request joins a running batch only while its padded KV cache fits (LMW_BATCH_CACHE_MB)
+
+    @classmethod
+    def from_env(cls) -> BatchingConfig:
+        return cls(
+            enabled=os.environ.get("LMW_BATCHING", "1").strip() != "0",
+            window_ms=_env_float("LMW_BATCH_WINDOW_MS", cls.window_ms),
+            max_batch=max(1, _env_int("LMW_BATCH_MAX", cls.max_batch)),
+            max_cache_mb=max(1, _env_int("LMW_BATCH_CACHE_MB", cls.max_cache_mb)),
+        )
+
+
 @dataclass
 class AppConfig:
     """Paths, limits and device settings for one app instance."""
@@ -70,6 +89,14 @@ class AppConfig:
     remote_read_timeout_s: float = 60.0
     remote_concurrency: int = 4  # requests a CSV batch keeps in flight on a remote endpoint (1..64)
     warmup: bool = True  # prepare the embedded models in the background after start-up (LMW_WARMUP=0: off)
+    decode_batching: BatchingConfig = field(default_factory=BatchingConfig)  # concurrent generations share steps
+    users: str = field(default="", repr=False)  # LMW_USERS: logins "name:hash[:admin],..." or a file (pipelines.users)
+    api_keys: str = field(default="", repr=False)  # LMW_API_KEYS: "key:user,..." or a file; never logged
+    result_cache_mb: int = 384  # large per-session results (attention weights) kept server-side (LMW_RESULT_CACHE_MB)
+    result_idle_s: float = 900.0  # a kept result unused this long is dropped (recomputed on the next use)
+    microbatch_window_ms: float = 5.0  # how long a batch collects concurrent requests (LMW_MICROBATCH_WINDOW_MS)
+    microbatch_max: int = 8  # requests one micro-batch takes at most (LMW_MICROBATCH_MAX)
+    microbatch_max_mb: int = 64  # attention weights one micro-batch may produce; larger requests run alone
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -121,4 +148,10 @@ class AppConfig:
             remote_connect_timeout_s=_env_float("LMW_REMOTE_CONNECT_TIMEOUT", 5.0),
             remote_read_timeout_s=_env_float("LMW_REMOTE_READ_TIMEOUT", 60.0),
             remote_concurrency=max(1, min(64, _env_int("LMW_REMOTE_CONCURRENCY", 4))),
+            decode_batching=BatchingConfig.from_env(),
+            users=os.environ.get("LMW_USERS", "").strip(),
+            api_keys=os.environ.get("LMW_API_KEYS", "").strip(),
+            result_cache_mb=_env_int("LMW_RESULT_CACHE_MB", 384),
+            microbatch_window_ms=_env_float("LMW_MICROBATCH_WINDOW_MS", 5.0),
+            microbatch_max=max(1, _env_int("LMW_MICROBATCH_MAX", 8)),
         )

@@ -114,6 +114,7 @@ class Sessions:
         self._jobs: dict[tuple[str, str], Stoppable] = {}
         self._values: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self._end_hooks: list[Any] = []  # callables(session) run by end(): e.g. ResultCache.end
 
     # ---- jobs -----------------------------------------------------------------------------------
     def put(self, session: str, kind: str, job: Stoppable) -> Stoppable:
@@ -162,6 +163,12 @@ class Sessions:
             return self._values.pop((session, name), default)
 
     # ---- the end of a browser session ------------------------------------------------------------
+    def on_end(self, hook: Any) -> None:
+        """Call ``hook(session)`` whenever a session ends (a per-session cache forgets the session's entries)."""
+        with self._lock:
+            if hook not in self._end_hooks:
+                self._end_hooks.append(hook)
+
     def end(self, session: str) -> int:
         """Stop and forget every job and value of ``session``; return how many jobs were stopped.
 
@@ -174,6 +181,9 @@ class Sessions:
                 del self._jobs[key]
             for key in [k for k in self._values if k[0] == session]:
                 del self._values[key]
+            hooks = list(self._end_hooks)
+        for hook in hooks:
+            hook(session)
         stopped = 0
         for _, job in jobs:
             if not job.finished and not getattr(job, "outlives_session", False):

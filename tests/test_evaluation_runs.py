@@ -24,7 +24,7 @@ def test_fine_tuned_minilm_beats_zero_shot_base_and_the_report_shows_it(ctx, upl
                    ColumnMapping("text", "label"))
     settings = TrainSettings.from_dict({"epochs": 3, "batch_size": 8, "learning_rate": 5e-3, "max_length": 24,
                                         "val_split": 0.2, "seed": 0}, base=preset("quick"))
-    job = TrainingJob(ctx.config, ctx.training_lock, data, settings, "minilm-l6", name="sentiment",
+    job = TrainingJob(ctx.config, ctx.training_slots, data, settings, "minilm-l6", name="sentiment",
                       num_threads=2).start()
     job.wait(timeout=900)
     assert job.snapshot().status == "complete", job.snapshot().error

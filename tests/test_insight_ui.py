@@ -1,7 +1,11 @@
 """The insight views over the API and in Chromium: /logit_lens and /explain_label answer JSON; the logit-lens
-heatmap renders in the Attention tab and downloads as a named PNG; "Why this label?" shows shaded text."""
+heatmap renders in the Attention tab and downloads as a named PNG and SVG; "Why this label?" shows shaded text; the
+token panel shows the alternatives and attention first, then the attributions, downloadable as SVG."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from xml.etree import ElementTree
 
 import gradio as gr
 import numpy as np
@@ -51,6 +55,15 @@ def test_logit_lens_heatmap_renders_and_downloads_png(page, artifacts_dir) -> No
     target = artifacts_dir / "logit-lens.png"
     download.value.save_as(target)
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    heatmap.hover()
+    with page.expect_download(timeout=60_000) as download:
+        heatmap.locator(".modebar-btn.lmw-svg-export").click()
+    assert download.value.suggested_filename == "logit-lens.svg"
+    target = artifacts_dir / "logit-lens.svg"
+    download.value.save_as(target)
+    svg = ElementTree.fromstring(target.read_text(encoding="utf-8"))  # well-formed XML
+    assert svg.tag.endswith("svg") and svg.findall(".//{http://www.w3.org/2000/svg}text")
+    assert "Paris" in target.read_text(encoding="utf-8")  # the cells' tokens are in the image
 
 
 @pytest.mark.browser
@@ -111,6 +124,14 @@ def test_click_a_token_opens_the_panel(browser, ctx, tiny_root) -> None:
         page.locator("#generate-inspect-alternatives .js-plotly-plot").wait_for(timeout=30_000)
         shaded = page.locator("#generate-inspect-attention .lmw-attr")
         assert shaded.count() == len(tok(TEXT)["input_ids"]) + 2  # the prompt and the two earlier answer tokens
+        page.locator("#generate-inspect-attributions .lmw-attr").first.wait_for(timeout=120_000)  # they come second
+        files = page.locator("#generate-inspect-download a")
+        files.nth(2).wait_for(timeout=30_000)  # the HTML page and the two shaded views as SVG
+        with page.expect_download(timeout=30_000) as download:
+            page.locator("#generate-inspect-download tr", has_text="attributions").locator("a").first.click()
+        svg = ElementTree.fromstring(Path(download.value.path()).read_text(encoding="utf-8"))
+        spans = svg.findall("{http://www.w3.org/2000/svg}g")
+        assert svg.tag == "{http://www.w3.org/2000/svg}svg" and len(spans) == shaded.count()
         assert page.locator("#generate-inspect-attributions .lmw-attr").count() == shaded.count()
         tokens.nth(2).focus()
         tokens.nth(2).press("ArrowRight")

@@ -256,3 +256,41 @@ def test_task_prompts_on_llamacpp(ctx) -> None:
     theirs = slow.label_logliks(user, ["positive", "negative"])
     assert ours.index(max(ours)) == theirs.index(max(theirs))
     assert all(abs(a - b) < 0.5 for a, b in zip(ours, theirs, strict=True)), (ours, theirs)
+
+
+def test_a_gguf_path_with_the_transformers_engine_says_to_pick_llamacpp(ctx, tiny_root) -> None:
+    """A .gguf file chosen with the transformers engine (or for a view that needs the model's internals) is answered
+    with one keyed sentence naming the llama.cpp engine, not "not a folder"; llama.cpp still answers it."""
+    import shutil
+
+    from pipelines.errors import ModelLoadError
+    from pipelines.models.embedded import EMBEDDED, source_path
+
+    path = tiny_root / "copy-of-smollm2.gguf"
+    if not path.exists():
+        shutil.copyfile(source_path(EMBEDDED[SMOL]), path)
+    settings = greedy(max_new_tokens=2, engine="transformers")
+    with pytest.raises(ModelLoadError) as info:
+        ctx.generation.generate(str(path), "The capital of France is", settings)
+    assert info.value.msg.key == "models.error.gguf_needs_llamacpp"
+    assert "llama.cpp engine" in info.value.msg.render("en") and "GGUF" in info.value.msg.render("zh-CN")
+    with pytest.raises(ModelLoadError) as missing:
+        ctx.manager.resolve(str(tiny_root / "absent.gguf"))
+    assert missing.value.msg.key == "models.error.folder_missing"
+    assert choose_engine(ctx, str(path)).engine == Engine.LLAMACPP
+    answer = ctx.generation.generate(str(path), "The capital of France is", greedy(max_new_tokens=2))
+    assert answer.text.strip()
+
+
+def test_warmup_measures_no_torch_precision_when_llamacpp_answers(config, monkeypatch) -> None:
+    """On a CPU where llama.cpp answers the chat model, start-up does not time transformers precisions; where
+    llama_cpp is missing (auto falls back to transformers) it still does."""
+    from pipelines.models import warmup
+
+    monkeypatch.setattr(warmup, "_precision_needed", lambda _config, _model: True)  # as on a fresh install
+    assert config.chat_model == SMOL
+    keys = [step.label.key for step in warmup.default_steps(config)]
+    assert "warmup.step.precision" not in keys
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # "import llama_cpp" now raises ImportError
+    keys = [step.label.key for step in warmup.default_steps(config)]
+    assert keys[-1] == "warmup.step.precision"

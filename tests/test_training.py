@@ -51,7 +51,7 @@ def tiny_settings(task: str = "classification", **extra) -> TrainSettings:
 
 
 def run_job(ctx, data, settings, base: str) -> TrainingJob:
-    job = TrainingJob(ctx.config, ctx.training_lock, data, settings, base, name="test", num_threads=2).start()
+    job = TrainingJob(ctx.config, ctx.training_slots, data, settings, base, name="test", num_threads=2).start()
     job.wait(timeout=600)
     return job
 
@@ -223,19 +223,19 @@ def test_lm_run_reports_perplexity_and_before_after_generations(ctx, tiny_root) 
 
 def test_second_training_is_refused_while_one_runs(ctx, tiny_root) -> None:
     data = prepare(sentiment_table(4), "classification", ColumnMapping("text", "label"))
-    assert ctx.training_lock.acquire(blocking=False)
+    assert ctx.training_slots.claim({"cpu"}, "someone-else") is None
     try:
         with pytest.raises(BusyError, match="training is busy"):
-            TrainingJob(ctx.config, ctx.training_lock, data, tiny_settings(), str(tiny_root / "tiny-bert")).start()
+            TrainingJob(ctx.config, ctx.training_slots, data, tiny_settings(), str(tiny_root / "tiny-bert")).start()
     finally:
-        ctx.training_lock.release()
+        ctx.training_slots.release("someone-else")
     assert not list(ctx.config.runs_dir.iterdir())
 
 
 def test_stop_ends_cleanly_and_keeps_the_last_evaluation(ctx, tiny_root) -> None:
     data = prepare(sentiment_table(20), "classification", ColumnMapping("text", "label"))
     settings = tiny_settings(epochs=50, eval_every=3)
-    job = TrainingJob(ctx.config, ctx.training_lock, data, settings, str(tiny_root / "tiny-bert")).start()
+    job = TrainingJob(ctx.config, ctx.training_slots, data, settings, str(tiny_root / "tiny-bert")).start()
     deadline = time.monotonic() + 300
     while job.snapshot().step < 4 and job.running and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -261,8 +261,7 @@ def test_stop_ends_cleanly_and_keeps_the_last_evaluation(ctx, tiny_root) -> None
     # A stopped run keeps the adapter of its last step and is offered as a model like a complete one.
     assert f"run:{job.run_id}" in [ref for _, ref in ctx.model_choices(("seq-cls",))]
     assert ctx.manager.load(f"run:{job.run_id}").kind == "seq-cls"
-    assert ctx.training_lock.acquire(blocking=False)
-    ctx.training_lock.release()
+    assert ctx.training_slots.is_free()
 
 
 def test_out_of_memory_marks_the_run_failed_with_a_clear_message(ctx, tiny_root, monkeypatch) -> None:
@@ -275,8 +274,7 @@ def test_out_of_memory_marks_the_run_failed_with_a_clear_message(ctx, tiny_root,
     assert state.status == "failed" and state.error == OOM_MESSAGE
     run = ctx.runs.find(job.run_id)
     assert run.status == "failed" and run.error == OOM_MESSAGE
-    assert ctx.training_lock.acquire(blocking=False)
-    ctx.training_lock.release()
+    assert ctx.training_slots.is_free()
 
 
 def test_fine_tuning_spacy_is_refused(ctx) -> None:

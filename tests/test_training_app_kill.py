@@ -40,7 +40,7 @@ APP_THAT_TRAINS = textwrap.dedent(
     table = Table(frame=pd.DataFrame(rows, columns=["text", "label"]), encoding="utf-8", delimiter=",")
     data = prepare(table, "classification", ColumnMapping("text", "label"))
     settings = TrainSettings(epochs=50, batch_size=4, max_length=16, patience=0)
-    job = TrainingJob(ctx.config, ctx.training_lock, data, settings, base, name="doomed", num_threads=1,
+    job = TrainingJob(ctx.config, ctx.training_slots, data, settings, base, name="doomed", num_threads=1,
                       hardware=HardwareSettings(device="cpu", processes=1)).start()
     print(job.run_id, flush=True)
     job.wait()
@@ -82,9 +82,10 @@ def test_a_killed_app_leaves_its_child_training_and_the_next_start_reattaches_th
         assert run_id, "the app did not start a run"
         tmp = config.runs_dir / f".{run_id}.tmp"
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and '"step"' not in _read(tmp / "log.jsonl"):
+        took_a_step = '"event": "step"'  # an optimizer step: after the step-0 checkpoint (evaluations carry "step" too)
+        while time.monotonic() < deadline and took_a_step not in _read(tmp / "log.jsonl"):
             time.sleep(0.2)
-        assert '"step"' in _read(tmp / "log.jsonl"), "training never took a step"
+        assert took_a_step in _read(tmp / "log.jsonl"), "training never took a step"
         app.send_signal(signal.SIGKILL)
         app.wait(timeout=30)
         assert launch.run_alive(tmp), "the training child died with the app"

@@ -46,7 +46,7 @@ def launched(ctx, data, settings: TrainSettings, base: str, name: str):
     from pipelines.training.hardware import HardwareSettings
     from pipelines.training.job import TrainingJob
 
-    job = TrainingJob(ctx.config, ctx.training_lock, data, settings, base, name=name, num_threads=2,
+    job = TrainingJob(ctx.config, ctx.training_slots, data, settings, base, name=name, num_threads=2,
                       hardware=HardwareSettings(device="cpu", processes=1)).start()
     assert job.wait(timeout=1500)
     state = job.snapshot()

@@ -53,7 +53,7 @@ def settings(**extra) -> TrainSettings:
 
 
 def job_for(ctx, data, s, base: str, processes: int = 1, name: str = "t") -> TrainingJob:
-    return TrainingJob(ctx.config, ctx.training_lock, data, s, base, name=name, num_threads=1,
+    return TrainingJob(ctx.config, ctx.training_slots, data, s, base, name=name, num_threads=1,
                        hardware=HardwareSettings(device="cpu", processes=processes))
 
 
@@ -108,8 +108,7 @@ def test_sigkill_mid_run_leaves_the_app_serving_and_resume_finishes_without_a_ga
     assert run.status == "failed" and run.resumable and run.error_key == "training.crashed_signal"
     assert "SIGKILL" in run.error and "SIGKILL" in state.error
     assert run.log_tail and "failed" in handlers.runs().rows[0][4]
-    assert ctx.training_lock.acquire(blocking=False)  # the slot is free again: the app keeps serving
-    ctx.training_lock.release()
+    assert ctx.training_slots.is_free()  # the slot is free again: the app keeps serving
 
     monkeypatch.delenv(TEST_SLOW_ENV)
     resumed = handlers.resume(job.run_id, "s1")
@@ -131,8 +130,7 @@ def test_out_of_memory_gives_one_clear_message_and_the_app_keeps_serving(ctx, ti
     run = ctx.runs.find(job.run_id)
     assert run.error_key == "training.oom" and "内存不足" in run.error_msg.render("zh-CN")
     assert run.resumable  # the checkpoint of step 0 (or later) is there
-    assert ctx.training_lock.acquire(blocking=False)
-    ctx.training_lock.release()
+    assert ctx.training_slots.is_free()
 
 
 def test_early_stopping_stops_a_diverging_run_and_exports_the_best_checkpoint(ctx, tiny_root) -> None:

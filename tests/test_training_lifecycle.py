@@ -38,7 +38,7 @@ def settings(**extra) -> TrainSettings:
 
 
 def start(ctx, base: str, session: str = "s1", **extra) -> TrainingJob:
-    job = TrainingJob(ctx.config, ctx.training_lock, sentiment(), settings(**extra), base, name="t", num_threads=2)
+    job = TrainingJob(ctx.config, ctx.training_slots, sentiment(), settings(**extra), base, name="t", num_threads=2)
     job.start()
     ctx.sessions.put(session, KIND, job)
     return job
@@ -66,8 +66,7 @@ def test_a_failed_run_reports_its_error_and_frees_the_lock(ctx) -> None:
     job.wait(timeout=600)
     state = job.snapshot()
     assert state.status == "failed" and state.error_msg.key == "training.failed", state.log_text()
-    assert ctx.training_lock.acquire(blocking=False)
-    ctx.training_lock.release()
+    assert ctx.training_slots.is_free()
     run = ctx.runs.find(job.run_id)
     assert run.error_key == "training.failed" and "训练失败" in run.error_msg.render("zh-CN")
 

@@ -134,8 +134,12 @@ def load_for_attention(manager: Any, ref: str, progress: Any = None) -> LoadedMo
 
 def extract(
     manager: Any, ref: str, request: AttentionInput, progress: Any = None, limits: Limits | None = None,
+    batcher: Any = None, max_batch_bytes: int = 64 * 2**20,
 ) -> AttentionResult:
-    """Load ``ref`` for attention and run the task on ``request`` (texts over ``limits`` are cut with a note)."""
+    """Load ``ref`` for attention and run the task on ``request`` (texts over ``limits`` are cut with a note).
+
+    With ``batcher`` (``ctx.batcher``), requests other users send at the same time share one forward pass while
+    their weights together stay under ``max_batch_bytes``."""
     from pipelines.attention.task import AttentionTask
 
-    return AttentionTask(load_for_attention(manager, ref, progress), limits)(request)
+    return AttentionTask(load_for_attention(manager, ref, progress), limits, batcher, max_batch_bytes)(request)

@@ -23,17 +23,61 @@ from pipelines.tasks.base import Task
 
 if TYPE_CHECKING:
     from pipelines.models.manager import LoadedModel
+    from pipelines.tasks.microbatch import MicroBatcher
+
+FLOAT_BYTES = 4
 
 
 class AttentionTask(Task[AttentionInput, AttentionResult]):
     """Tokenize (with a cap), run the model with ``output_attentions=True``, return numpy arrays."""
 
-    def __init__(self, loaded: LoadedModel, limits: Limits | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, limits: Limits | None = None, batcher: MicroBatcher | None = None,
+                 max_batch_bytes: int = 64 * 2**20) -> None:
         if loaded.tokenizer is None or loaded.kind == "spacy":
             raise InputError("attention.err.spacy")
         super().__init__(loaded)
         self.limits = limits or Limits()
         self.module, self.part = backbone(self.model)
+        self.batcher = batcher  # set: concurrent requests on this model share one forward pass (ctx.batcher)
+        self.max_batch_bytes = max_batch_bytes  # weights one shared forward may produce; bigger requests run alone
+
+    def __call__(self, inputs: AttentionInput) -> AttentionResult:
+        if self.batcher is None:
+            return super().__call__(inputs)
+        import torch
+
+        batch = self.preprocess(inputs)
+        key = ("attention", self.loaded.key, self.part)
+        outputs = self.batcher.run(key, [batch], self.forward_many, cost=self.weight_bytes(batch),
+                                   max_cost=self.max_batch_bytes)[0]
+        with torch.inference_mode():
+            return self.postprocess(outputs)
+
+    def weight_bytes(self, batch: dict) -> int:
+        """Bytes of attention weights ``batch`` produces (layers x heads x tokens x tokens floats)."""
+        config = getattr(unwrap_peft(self.model), "config", None)
+        layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0) or 32)
+        heads = int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 0) or 32)
+        tokens = int(batch["inputs"]["input_ids"].shape[1])
+        return layers * heads * tokens * tokens * FLOAT_BYTES
+
+    def forward_many(self, batches: list[dict]) -> list[dict]:
+        """:meth:`forward` for several requests in one pass: right-padded, masked, each cut back to its tokens."""
+        import torch
+
+        with torch.inference_mode():
+            if len(batches) == 1:
+                return [self.forward(batches[0])]
+            padded, lengths = _pad([b["inputs"] for b in batches], self.tokenizer)
+            outputs = self.module(**padded, output_attentions=True, return_dict=True)
+            attentions = list(getattr(outputs, "attentions", None) or [])
+            del outputs
+            if not attentions or any(a is None for a in attentions):
+                raise InputError("attention.err.no_weights")
+            out = [{**batch, "attentions": _gather(attentions, i, n, keep=True)}
+                   for i, (batch, n) in enumerate(zip(batches, lengths, strict=True))]
+            attentions.clear()
+            return out
 
     def _texts(self, inputs: AttentionInput) -> tuple[str, str, list[Msg]]:
         """The text and the pair, stripped and cut to the character cap (a note for each one cut)."""
@@ -76,11 +120,11 @@ class AttentionTask(Task[AttentionInput, AttentionResult]):
 
     def forward(self, batch: dict) -> dict:
         outputs = self.module(**batch["inputs"], output_attentions=True, return_dict=True)
-        attentions = getattr(outputs, "attentions", None)
+        attentions = list(getattr(outputs, "attentions", None) or [])
+        del outputs  # each layer's tensor is freed as soon as it is copied (peak: one copy, not two)
         if not attentions or any(a is None for a in attentions):
             raise InputError("attention.err.no_weights")
-        stacked = np.stack([a[0].float().cpu().numpy() for a in attentions]).astype(np.float32, copy=False)
-        return {**batch, "attentions": stacked}
+        return {**batch, "attentions": _gather(attentions, 0, int(attentions[0].shape[-1]))}
 
     def postprocess(self, outputs: dict) -> AttentionResult:
         att = outputs["attentions"]
@@ -108,3 +152,38 @@ def _accepts_token_types(module: Any) -> bool:
         return "token_type_ids" in inspect.signature(module.forward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _gather(attentions: list, row: int, n: int, keep: bool = False) -> np.ndarray:
+    """Row ``row`` of every layer's (batch, heads, query, key) weights, cut to its ``n`` tokens, as one float32
+    (layers, heads, n, n) array; without ``keep`` each layer's tensor is dropped from the list once copied."""
+    first = attentions[0]
+    stacked = np.empty((len(attentions), int(first.shape[1]), n, n), dtype=np.float32)
+    for layer in range(len(attentions)):
+        stacked[layer] = attentions[layer][row, :, :n, :n].float().cpu().numpy()
+        if not keep:
+            attentions[layer] = None
+    return stacked
+
+
+def _pad(inputs: list[dict], tokenizer: Any) -> tuple[dict, list[int]]:
+    """Right-pad several single-row encodings to one batch with an attention mask (pads are never attended to)."""
+    import torch
+
+    lengths = [int(one["input_ids"].shape[1]) for one in inputs]
+    width = max(lengths)
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    pad_id = int(pad_id) if pad_id is not None else 0
+    batch: dict[str, Any] = {}
+    for name in inputs[0]:
+        rows = []
+        for one, n in zip(inputs, lengths, strict=True):
+            row = one[name] if name in one else torch.zeros_like(one["input_ids"])
+            fill = pad_id if name == "input_ids" else 0
+            rows.append(torch.nn.functional.pad(row, (0, width - n), value=fill))
+        batch[name] = torch.cat(rows, dim=0)
+    if "attention_mask" not in batch:
+        masks = [torch.ones(1, n, dtype=torch.long) for n in lengths]
+        batch["attention_mask"] = torch.cat([torch.nn.functional.pad(m, (0, width - n)) for m, n
+                                             in zip(masks, lengths, strict=True)]).to(batch["input_ids"].device)
+    return batch, lengths

@@ -46,27 +46,31 @@ class OpenAIService:
         self.slots = threading.BoundedSemaphore(max(1, ctx.config.queue_size))
 
     # ---- models -------------------------------------------------------------------------------------------------
-    def model_ids(self) -> list[tuple[str, int]]:
-        """(id, created) of the embedded causal LMs and every usable fine-tuned causal-LM run."""
+    def model_ids(self, user: str | None = None) -> list[tuple[str, int]]:
+        """(id, created) of the embedded causal LMs and every usable fine-tuned causal-LM run (with login,
+        ``user``'s runs only; an admin's: all)."""
         ids = [(m.name, 0) for m in EMBEDDED.values() if m.default_kind == CAUSAL and m.fmt != "spacy"]
-        for run in self.ctx.runs.list():
+        for run in self.ctx.runs.list(user=user):
             if run.kind == CAUSAL:
                 ids.append((run.reference, _timestamp(run.created)))
         return ids
 
-    def models(self) -> dict[str, Any]:
+    def models(self, user: str | None = None) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": i, "object": "model", "created": c, "owned_by": OWNER}
-                                           for i, c in self.model_ids()]}
+                                           for i, c in self.model_ids(user)]}
 
-    def check_model(self, model: str) -> str:
-        if model not in {i for i, _ in self.model_ids()}:
+    def check_model(self, model: str, user: str | None = None) -> str:
+        """``model``, or :class:`ModelLoadError`: unknown, or (with login) another user's run."""
+        if model not in {i for i, _ in self.model_ids(user)}:
+            if model.startswith("run:") and user is not None and model in {i for i, _ in self.model_ids()}:
+                raise ModelLoadError("users.error.not_yours", run=model[4:])
             raise ModelLoadError("engines.error.unknown_model", model=model[:200])
         return model
 
     # ---- generation ---------------------------------------------------------------------------------------------
-    def parse(self, body: Any, mode: str) -> ApiRequest:
+    def parse(self, body: Any, mode: str, user: str | None = None) -> ApiRequest:
         request = parse_request(body, mode, self.ctx.limits.max_new_tokens, self.config.default_max_tokens)
-        self.check_model(request.model)
+        self.check_model(request.model, user)
         # the prompt cap before a queue slot or a model load is spent on a request that is refused anyway
         self.ctx.limits.refuse("".join([request.system, request.text, *(m["content"] for m in request.history)]))
         return request

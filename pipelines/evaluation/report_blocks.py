@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.evaluation.report_data import Comparison, RunReportData, cell
 from pipelines.messages import has_key, render
+from pipelines.training.probes import report_blocks as probe_report_blocks
 
 MAX_CURVE_ROWS = 20
 
@@ -132,7 +133,8 @@ def report_blocks(data: RunReportData, lang: str = "en") -> list[Block]:
         Heading(render("evaluate.report_settings", lang)), pairs(data.settings()),
         Heading(render("evaluate.report_data", lang)), pairs(data.data_summary()),
         Heading(render("evaluate.report_loss", lang)), LossCurve(data.train_curve, data.val_curve),
-        *_validation(data, lang), *_before_after(data, lang), *_baseline(data, lang), *_evaluations(data, lang),
+        *_validation(data, lang), *_before_after(data, lang), *probe_report_blocks(data.run.metrics, lang),
+        *_baseline(data, lang), *_evaluations(data, lang),
         Heading(render("evaluate.report_environment", lang)), pairs(data.environment),
     ]
 

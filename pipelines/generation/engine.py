@@ -1,7 +1,10 @@
 """Streaming text generation with token-level probabilities, on top of ``model.generate``.
 
 Generation runs in a worker thread; the caller iterates :meth:`GenerationEngine.stream` and gets a
-:class:`GenerationResult` snapshot per token. A stop event ends it at the next decoding step.
+:class:`GenerationResult` snapshot per token. A stop event ends it at the next decoding step. An engine made by the
+service carries the app's decode batcher (``ctx.decode_batcher``): its generation is then one row of a batch that
+shares each forward pass with concurrent generations on the same model (:mod:`pipelines.generation.batcher`);
+without it (or with ``LMW_BATCHING=0``) it runs alone through ``model.generate``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from transformers import GenerationConfig
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from pipelines.errors import InputError
+from pipelines.generation.batcher import DecodeBatcher
+from pipelines.generation.batcher_rows import BatchRequest, RowSampler
 from pipelines.generation.results import GenerationResult
 from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, GenerationSettings, Mode, StopReason
 from pipelines.generation.streaming import (
@@ -64,6 +69,7 @@ class GenerationEngine:
         self.tokenizer = loaded.tokenizer
         self.precision = precision or loaded.key.dtype
         self.context = context_length(self.model, self.tokenizer)
+        self.batcher: DecodeBatcher | None = None  # set by the service: concurrent generations share decoding steps
 
     # ---- prompts ----------------------------------------------------
     @property
@@ -170,6 +176,9 @@ class GenerationEngine:
         """Yield a snapshot after every token; the last one has ``done=True`` and the stats."""
         settings, result, stop_event = self.begin(prompt_ids, settings, stop_event, prompt, notes, mode,
                                                   dropped_turns)
+        if self.batcher is not None and self.batcher.enabled:
+            yield from self._stream_batched(prompt_ids, settings, stop_event, result)
+            return
         max_new, seed = result.max_new_tokens, result.seed
         recorder = LogitsRecorder()
         streamer = QueueStreamer(recorder)
@@ -210,6 +219,27 @@ class GenerationEngine:
         finally:
             halt.set()  # a closed consumer (client gone, Stop pressed) ends the worker too
             concurrent.futures.wait([worker], timeout=30)
+
+    def _stream_batched(self, prompt_ids: list[int], settings: GenerationSettings, stop_event: threading.Event,
+                        result: GenerationResult) -> Iterator[GenerationResult]:
+        """The generation as one row of the app's decode batcher (it shares decoding steps with concurrent ones)."""
+        assert self.batcher is not None
+        config = self._generation_config(settings, result.max_new_tokens)
+        halt = threading.Event()  # ends the row when the consumer goes away; the caller's event stays as it was
+        eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
+        request = BatchRequest(
+            model=self.model, tokenizer=self.tokenizer, prompt_ids=list(prompt_ids), max_new=result.max_new_tokens,
+            sampler=RowSampler(config, result.seed, _model_device(self.model)),
+            eos=frozenset(i for i in (eos if isinstance(eos, list) else [eos]) if i is not None),
+            stops=tuple(settings.stop_strings), events=(stop_event, halt),
+        )
+        self.batcher.submit(request)
+        try:
+            yield from self._consume(request.streamer, result, settings, stop_event, request.started)
+        finally:
+            halt.set()
+            self.batcher.cancel(request)
+            request.finished.wait(timeout=30)
 
     def _consume(
         self,

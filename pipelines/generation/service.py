@@ -105,6 +105,7 @@ class GenerationService:
             raise InputError("generate.error.not_causal", ref=ref[:200])
         engine = GenerationEngine(loaded, used, self.compute)
         engine.notes = [note] if note else []
+        engine.batcher = getattr(self.ctx, "decode_batcher", None)  # concurrent generations share decoding steps
         return engine
 
     def prepare(

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 DEFAULT_STEPS = 32
 MAX_STEPS = 256
+FIRST_STEPS = 8  # integrated-gradient steps tried first
+COMPLETE_WITHIN = 0.05  # the completeness error accepted, relative to the output difference from the baseline
 TOP_WHY = 5
 
 
@@ -42,6 +44,11 @@ class AttributionMethod(StrEnum):
         if self is AttributionMethod.INTEGRATED_GRADIENTS:
             return Msg.of("insight.method.ig", steps=steps)
         return Msg.of("insight.method.gxi")
+
+
+def step_plan(steps: int) -> tuple[int, ...]:
+    """The integrated-gradient step counts tried in turn: a few first, then the number asked for."""
+    return (steps,) if steps <= FIRST_STEPS else (FIRST_STEPS, steps)
 
 
 def check_attribution(value: str | None) -> AttributionMethod:
@@ -138,17 +145,19 @@ class LabelExplainer:
         with torch.no_grad():
             probs = self.probs(ids, mask)[0].float().cpu().numpy()
         target = self.label_index(label, probs)
-        scores, base_out, delta = self._attribute(chosen, ids, mask, special, target, steps)
+        scores, base_out, delta, used = self._attribute(chosen, ids, mask, special, target, steps)
         output = float(np.log(max(float(probs[target]), 1e-30)))
         keep = (~special).cpu().numpy()
         tokens = [pretty_token(t) for t, k in zip(self.tokenizer.convert_ids_to_tokens(ids[0].tolist()), keep,
                                                   strict=True) if k]
         notes = [n for n in (cut, self._token_note(text, ids)) if n is not None]
         if abs(delta) > 0.05 * max(abs(output - base_out), 1e-6):  # nan (gradient x input) compares False
-            notes.append(Msg.of("insight.note.incomplete", delta=f"{delta:+.4f}", steps=steps))
+            notes.append(Msg.of("insight.note.incomplete", delta=f"{delta:+.4f}", steps=used))
+        elif chosen is AttributionMethod.INTEGRATED_GRADIENTS and used < steps:
+            notes.append(Msg.of("insight.note.ig_converged", used=used, asked=steps, delta=f"{delta:+.4f}"))
         return Attribution(tokens, [float(s) for s in scores[keep]], self.labels[target],
                            self.labels[int(np.argmax(probs))], float(probs[target]), output, base_out, delta,
-                           describe(self.loaded, chosen.msg(steps)), notes)
+                           describe(self.loaded, chosen.msg(used)), notes)
 
     def _token_note(self, text: str, ids: Any) -> Msg | None:
         total = len(self.tokenizer(text)["input_ids"])
@@ -156,8 +165,9 @@ class LabelExplainer:
         return Msg.of("insight.note.tokens_cut", total=total, kept=kept) if total > kept else None
 
     def _attribute(self, method: AttributionMethod, ids: Any, mask: Any, special: Any, target: int,
-                   steps: int) -> tuple[np.ndarray, float, float]:
-        """Per-token scores (summed over the embedding dimensions), the baseline's output and the delta."""
+                   steps: int) -> tuple[np.ndarray, float, float, int]:
+        """Per-token scores (summed over the embedding dimensions), the baseline's output, the delta and the
+        integrated-gradient steps used."""
         import torch
         from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
@@ -168,16 +178,21 @@ class LabelExplainer:
             if method is AttributionMethod.GRADIENT_X_INPUT:
                 attr = LayerGradientXActivation(forward, self.embeddings).attribute(
                     ids, additional_forward_args=(mask,))
-                return attr[0].sum(-1).detach().float().cpu().numpy(), float("nan"), float("nan")
+                return attr[0].sum(-1).detach().float().cpu().numpy(), float("nan"), float("nan"), 1
             baseline = ids.clone()
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
             baseline[0, ~special.to(ids.device)] = pad
-            attr, delta = LayerIntegratedGradients(forward, self.embeddings).attribute(
-                ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps,
-                internal_batch_size=steps, return_convergence_delta=True)
             with torch.no_grad():
-                base_out = float(forward(baseline, mask)[0])
-        return attr[0].sum(-1).detach().float().cpu().numpy(), base_out, float(delta.reshape(-1)[0])
+                ends = forward(torch.cat([ids, baseline]), torch.cat([mask, mask]))
+            base_out, gap = float(ends[1]), abs(float(ends[0] - ends[1]))
+            explainer = LayerIntegratedGradients(forward, self.embeddings)
+            for used in step_plan(steps):  # a few steps first: enough when they are already complete within 5%
+                attr, delta = explainer.attribute(ids, baselines=baseline, additional_forward_args=(mask,),
+                                                  n_steps=used, internal_batch_size=used,
+                                                  return_convergence_delta=True)
+                if abs(float(delta.reshape(-1)[0])) <= COMPLETE_WITHIN * max(gap, 1e-6):
+                    break
+        return attr[0].sum(-1).detach().float().cpu().numpy(), base_out, float(delta.reshape(-1)[0]), used
 
 
 class ClassifierExplainer(LabelExplainer):

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # Attribute names of the final normalisation in Llama-like (norm), GPT-2-like (ln_f), OPT/T5-like and other models.
 NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm", "layer_norm")
 METHOD = Msg.of("insight.method.lens")
+LENS_CHUNK_VALUES = 1 << 23  # logits decoded at once (rows x vocabulary): about 32 MB of float32
 
 
 @dataclass
@@ -147,30 +148,28 @@ class LogitLensTask(Task[LensInput, LensResult]):
         return {"ids": kept, "total": len(ids), "notes": notes}
 
     def forward(self, batch: dict) -> dict:
+        """One forward pass with hidden states; then every layer's rows through the norm and the head, in chunks.
+
+        No softmax copy is kept: per row only the top token, the log-sum-exp (for probabilities), the final
+        token's logit and its rank are taken from each chunk of logits.
+        """
         import torch
 
         out = self.inner(input_ids=batch["ids"], output_hidden_states=True, return_dict=True, use_cache=False)
         final_logits = out.logits[0].float()
+        positions = final_logits.shape[0]
         final = final_logits.argmax(-1)  # (positions,) the greedy next token
-        rows = [self._decode(h[0]) for h in out.hidden_states[:-1]]
-        rows.append(final_logits)
-        top_ids, top_probs, ranks, final_probs = [], [], [], []
-        for logits in rows:
-            probs = torch.softmax(logits, dim=-1)
-            best = probs.max(dim=-1)
-            chosen = logits.gather(-1, final[:, None])
-            top_ids.append(best.indices)
-            top_probs.append(best.values)
-            ranks.append((logits > chosen).sum(-1) + 1)
-            final_probs.append(probs.gather(-1, final[:, None])[:, 0])
-        as_np = lambda xs: torch.stack(xs).cpu().numpy()  # noqa: E731
-        return {**batch, "top_ids": as_np(top_ids), "top_probs": as_np(top_probs).astype(np.float32),
-                "ranks": as_np(ranks), "final_probs": as_np(final_probs).astype(np.float32)}
-
-    def _decode(self, hidden: Any) -> Any:
-        """Logits of one layer's hidden states through the final norm and the LM head (float32)."""
+        hidden = torch.cat([h[0] for h in out.hidden_states[:-1]])  # (layers * positions, width)
         hidden = self.norm(hidden) if self.norm is not None else hidden
-        return self.head(hidden).float()
+        chosen_ids = final.repeat(len(out.hidden_states) - 1)
+        rows = max(1, LENS_CHUNK_VALUES // max(1, final_logits.shape[-1]))
+        parts = [_lens_stats(self.head(hidden[s:s + rows]).float(), chosen_ids[s:s + rows])
+                 for s in range(0, hidden.shape[0], rows)]
+        parts.append(_lens_stats(final_logits, final))
+        top_ids, top_probs, ranks, final_probs = (torch.cat(xs).reshape(-1, positions).cpu().numpy()
+                                                  for xs in zip(*parts, strict=True))
+        return {**batch, "top_ids": top_ids, "top_probs": top_probs.astype(np.float32), "ranks": ranks,
+                "final_probs": final_probs.astype(np.float32)}
 
     def postprocess(self, outputs: dict) -> LensResult:
         ids = outputs["ids"][0].tolist()
@@ -188,6 +187,17 @@ class LogitLensTask(Task[LensInput, LensResult]):
             norm=self.norm_name,
             notes=list(outputs["notes"]),
         )
+
+
+def _lens_stats(logits: Any, chosen: Any) -> tuple[Any, Any, Any, Any]:
+    """Per row of ``logits`` (rows, vocab): top id, its probability, the rank of ``chosen`` and its probability."""
+    import torch
+
+    best = logits.max(dim=-1)
+    norm = torch.logsumexp(logits, dim=-1)
+    picked = logits.gather(-1, chosen[:, None])
+    rank = (logits > picked).sum(-1) + 1
+    return best.indices, torch.exp(best.values - norm), rank, torch.exp(picked[:, 0] - norm)
 
 
 def logit_lens(manager: ModelManager, ref: str, request: LensInput, progress: Any = None,

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from pipelines.attention.extract import load_for_attention, pretty_token, unwrap
 from pipelines.errors import InputError
 from pipelines.insight.attribution import DEFAULT_STEPS, MAX_STEPS, AttributionMethod, check_attribution
 from pipelines.insight.common import Described, describe, pretty
+from pipelines.insight.token_attribution import attribute_token, keep_last
 from pipelines.messages import Msg
 
 if TYPE_CHECKING:
@@ -40,9 +41,13 @@ class InspectResult:
     alternatives: list[dict[str, Any]]  # [{"token", "prob", "id"}], most likely first
     attention: np.ndarray  # (layers, len(tokens)): mean over heads of the producing query's row
     attention_heads: np.ndarray  # (layers, heads, len(tokens))
-    attributions: list[float]  # one per position before the token
+    attributions: list[float]  # one per position before the token (empty until :meth:`TokenInspector.attribute`)
     described: Described
     notes: list[Msg] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)  # the token ids of ``tokens``
+    method: AttributionMethod = AttributionMethod.INTEGRATED_GRADIENTS
+    steps: int = DEFAULT_STEPS  # integrated-gradient steps asked for
+    ref: str = ""  # the model reference inspected (for :meth:`TokenInspector.attribute`)
 
     @property
     def position(self) -> int:
@@ -68,7 +73,18 @@ class TokenInspector:
                 attribution: str = "", steps: int = DEFAULT_STEPS, progress: Any = None,
                 answer_ids: list[int] | tuple[int, ...] = (),
                 prompt_ids: list[int] | tuple[int, ...] = ()) -> InspectResult:
-        """``settings`` is a :class:`GenerationSettings` (or its dict): its mode formats the prompt as generation
+        """The whole panel: :meth:`first_look` (alternatives and attention), then :meth:`attribute`."""
+        first = self.first_look(ref, prompt, answer, index, settings, system, attribution, steps, progress,
+                                answer_ids, prompt_ids)
+        return self.attribute(first, progress)
+
+    def first_look(self, ref: str, prompt: str, answer: str, index: Any, settings: Any = None, system: str = "",
+                   attribution: str = "", steps: int = DEFAULT_STEPS, progress: Any = None,
+                   answer_ids: list[int] | tuple[int, ...] = (),
+                   prompt_ids: list[int] | tuple[int, ...] = ()) -> InspectResult:
+        """The alternatives and the attention of one generated token (attributions: :meth:`attribute`).
+
+        ``settings`` is a :class:`GenerationSettings` (or its dict): its mode formats the prompt as generation
         did, its precision picks the engine's copy for the alternatives. ``answer_ids`` (the generated ids, when
         known) are used instead of tokenizing ``answer`` again; ``prompt_ids`` (the prompt as the model read it: chat
         template, earlier turns) instead of formatting ``prompt`` again."""
@@ -101,55 +117,59 @@ class TokenInspector:
         if prompt_len < 1:
             raise InputError("insight.err.token_index", count=len(answer_ids))
         prefix, token_id = ids[:-1], ids[-1]
-        alternatives = NextTokenTask(engine.loaded, k=TOP_ALTERNATIVES, compute=service.compute)(prefix)
         loaded = load_for_attention(self.ctx.manager, ref, progress)
-        heads = _attention_row(loaded.model, ids)
-        scores = _attribute(loaded, prefix, token_id, chosen, steps)
+        heads, logits = _attention_row(loaded.model, prefix)
+        if _same_weights(engine.loaded, loaded):  # the step's own forward pass gives the alternatives
+            alternatives = _top(logits, engine.loaded.tokenizer)
+        else:  # another precision answered: its own distribution, as /next_tokens gives it
+            alternatives = NextTokenTask(engine.loaded, k=TOP_ALTERNATIVES, compute=service.compute)(prefix)
         tokenizer = loaded.tokenizer
         return InspectResult(
             tokens=[pretty(tokenizer.decode([i])) or pretty_token(tokenizer.convert_ids_to_tokens(i)) for i in ids],
             prompt_tokens=prompt_len, index=step, token=pretty(tokenizer.decode([token_id])), token_id=int(token_id),
-            alternatives=alternatives, attention=heads.mean(axis=1), attention_heads=heads,
-            attributions=[float(s) for s in scores], described=describe(loaded, chosen.msg(steps)), notes=notes)
+            alternatives=alternatives, attention=heads.mean(axis=1), attention_heads=heads, attributions=[],
+            described=describe(loaded, chosen.msg(steps)), notes=notes, ids=ids, method=chosen, steps=steps,
+            ref=ref)
+
+    def attribute(self, result: InspectResult, progress: Any = None) -> InspectResult:
+        """``result`` with its attributions (the slow part of the panel: integrated gradients)."""
+        loaded = load_for_attention(self.ctx.manager, result.ref, progress)
+        scores, used, note = attribute_token(loaded, result.ids[:-1], result.token_id, result.method, result.steps)
+        return replace(result, attributions=[float(s) for s in scores],
+                       described=describe(loaded, result.method.msg(used)),
+                       notes=[*result.notes, *([note] if note is not None else [])])
 
 
-def _attention_row(model: Any, ids: list[int]) -> np.ndarray:
-    """(layers, heads, len(ids)): the attention of the query that produced the last token (zero after it)."""
+def _same_weights(a: Any, b: Any) -> bool:
+    """Whether two loaded copies hold the same float32 weights (they may differ in attention kernel only)."""
+    ka, kb = a.key, b.key
+    return (ka.model, ka.adapter, ka.device) == (kb.model, kb.adapter, kb.device) and ka.dtype == kb.dtype == "float32"
+
+
+def _top(logits: Any, tokenizer: Any) -> list[dict[str, Any]]:
+    """The top alternatives of one position's logits, as :class:`NextTokenTask` gives them."""
+    import torch
+
+    from pipelines.generation.engine import PieceDecoder
+
+    probs = torch.softmax(logits.float(), dim=-1)
+    top = torch.topk(probs, min(TOP_ALTERNATIVES, probs.shape[-1]))
+    decoder = PieceDecoder(tokenizer)
+    return [{"token": decoder.token_text(i), "prob": float(p), "id": int(i)}
+            for i, p in zip(top.indices.tolist(), top.values.tolist(), strict=True)]
+
+
+def _attention_row(model: Any, prefix: list[int]) -> tuple[np.ndarray, Any]:
+    """(layers, heads, len(prefix) + 1): the attention of the query that produced the next token (zero on that
+    token), and that query's logits (the next-token distribution), from one forward pass over the prefix."""
     import torch
 
     inner = unwrap_peft(model)
     device = next(inner.parameters()).device
     with torch.inference_mode():
-        out = inner(input_ids=torch.tensor([ids], device=device), output_attentions=True, return_dict=True,
-                    use_cache=False)
+        out = inner(input_ids=torch.tensor([prefix], device=device), output_attentions=True, return_dict=True,
+                    use_cache=False, **keep_last(inner))
     if not out.attentions or any(a is None for a in out.attentions):
         raise InputError("attention.err.no_weights")
-    query = len(ids) - 2  # the position whose prediction was the last token
-    return np.stack([a[0, :, query, :].float().cpu().numpy() for a in out.attentions]).astype(np.float32)
-
-
-def _attribute(loaded: Any, prefix: list[int], token_id: int, method: AttributionMethod, steps: int) -> np.ndarray:
-    """Attribution of log p(token | prefix) to each prefix token, summed over the embedding dimensions."""
-    import torch
-    from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
-
-    inner = unwrap_peft(loaded.model)
-    layer = inner.get_input_embeddings()
-    device = next(inner.parameters()).device
-    ids = torch.tensor([prefix], device=device)
-
-    def forward(input_ids: Any) -> Any:
-        logits = inner(input_ids=input_ids, use_cache=False).logits[:, -1].float()
-        return torch.log_softmax(logits, dim=-1)[:, token_id]
-
-    with torch.enable_grad():
-        if method is AttributionMethod.GRADIENT_X_INPUT:
-            attr = LayerGradientXActivation(forward, layer).attribute(ids)
-        else:
-            tokenizer = loaded.tokenizer
-            special = set(tokenizer.all_special_ids)
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-            baseline = torch.tensor([[i if i in special else pad for i in prefix]], device=device)
-            attr = LayerIntegratedGradients(forward, layer).attribute(ids, baselines=baseline, n_steps=steps,
-                                                                      internal_batch_size=steps)
-    return attr[0].sum(-1).detach().float().cpu().numpy()
+    rows = np.stack([a[0, :, -1, :].float().cpu().numpy() for a in out.attentions]).astype(np.float32)
+    return np.pad(rows, ((0, 0), (0, 0), (0, 1))), out.logits[0, -1]

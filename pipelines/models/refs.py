@@ -106,8 +106,17 @@ def check_weights(folder: Path, name: str, allow_pickle: bool) -> None:
         raise ModelLoadError("models.error.pickle_only", name=name, files=", ".join(pickles[:3]))
 
 
-def resolve(ref: str, config: AppConfig) -> ModelRef:
-    """Turn a user-supplied reference into a :class:`ModelRef`, or raise :class:`ModelLoadError`."""
+def run_store(config: AppConfig) -> RunStore:
+    """The runs of ``config`` with its admins (``LMW_USERS``), who see every user's runs."""
+    from pipelines.users import users_of
+
+    return RunStore(config.runs_dir, admins=users_of(config).admins)
+
+
+def resolve(ref: str, config: AppConfig, user: str | None = None) -> ModelRef:
+    """Turn a user-supplied reference into a :class:`ModelRef`, or raise :class:`ModelLoadError`.
+
+    ``user`` (with login): a ``run:<id>`` must be that user's run (or the user an admin)."""
     ref = (ref or "").strip()
     if not ref:
         raise ModelLoadError("models.error.choose_first")
@@ -118,8 +127,13 @@ def resolve(ref: str, config: AppConfig) -> ModelRef:
     if ref in EMBEDDED:
         return ModelRef(ref, "embedded", embedded=EMBEDDED[ref])
     if ref.startswith("run:"):
-        run = RunStore(config.runs_dir).get(ref[4:])
+        run = run_store(config).get(ref[4:], user)
         return ModelRef(ref, "run", str(run.adapter_dir), run=run, base=resolve(run.base_model, config))
+    if (_is_path_like(ref) or _exists(ref)) and ref.lower().endswith(".gguf"):
+        # a GGUF file: llama.cpp answers it (engines.py); transformers loads model folders only, so say which to pick
+        if not contained_path(ref, config.model_roots).is_file():
+            raise ModelLoadError("models.error.folder_missing", ref=ref)
+        raise ModelLoadError("models.error.gguf_needs_llamacpp", ref=ref)
     if _is_path_like(ref) or _exists(ref):
         folder = check_local_folder(ref, config.model_roots)
         check_weights(folder, ref, config.allow_pickle_weights)

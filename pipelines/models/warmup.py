@@ -62,7 +62,8 @@ class WarmupStatus:
 
 
 def default_steps(config: AppConfig) -> list[WarmupStep]:
-    """What a fresh install still needs: GGUF models to de-quantise, then the generation precision to measure."""
+    """What a fresh install still needs: GGUF models to de-quantise, then the generation precision to measure
+    (not when llama.cpp answers the chat model: auto precision is a transformers decision)."""
     steps: list[WarmupStep] = []
     for spec in EMBEDDED.values():
         try:
@@ -72,7 +73,7 @@ def default_steps(config: AppConfig) -> list[WarmupStep]:
             continue
         if spec.fmt == "gguf" and not is_cached(spec, config.cache_dir):
             steps.append(WarmupStep(Msg.of("warmup.step.dequantise", name=spec.name), _dequantise(spec, config)))
-    if _precision_needed(config, config.chat_model):
+    if _precision_needed(config, config.chat_model) and not _llamacpp_answers(config, config.chat_model):
         steps.append(WarmupStep(Msg.of("warmup.step.precision", name=config.chat_model),
                                 lambda _report: _measure(config, config.chat_model)))
     return steps
@@ -91,6 +92,22 @@ def _precision_needed(config: AppConfig, model: str) -> bool:
 
     selector = PrecisionSelector(ModelManager(config), precision_cache_file(config.cache_dir))
     return selector.manager.device == "cpu" and selector.cached(model) is None
+
+
+def _llamacpp_answers(config: AppConfig, model: str) -> bool:
+    """Whether llama.cpp answers ``model`` with the default choices (engine and precision auto, on a CPU): then no
+    torch precision is measured at start-up (views that need transformers measure it at their first use)."""
+    from types import SimpleNamespace
+
+    from pipelines.generation.engines import Engine, choose_engine
+    from pipelines.models.manager import ModelManager
+
+    try:
+        where = SimpleNamespace(manager=ModelManager(config), config=config)
+        return choose_engine(where, model).engine == Engine.LLAMACPP
+    except Exception:  # noqa: BLE001 - unsure: measure as before
+        log.exception("Could not tell whether llama.cpp answers %s", model)
+        return False
 
 
 def _measure(config: AppConfig, model: str) -> None:

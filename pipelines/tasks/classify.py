@@ -22,6 +22,7 @@ from pipelines.tasks.precision import CANDIDATES, AutoPrecision, DecisionStore, 
 
 if TYPE_CHECKING:
     from pipelines.models.manager import LoadedModel, ModelManager
+    from pipelines.tasks.microbatch import MicroBatcher
 
 
 class Method(StrEnum):
@@ -63,8 +64,9 @@ class SequenceClassifierTask(BaseClassifier, Task[list[str], list[dict]]):
     window = 512  # rows per call in CSV mode: sorted by token length inside it, so batches need little padding
     pad_to_multiple_of = 16  # fewer distinct shapes (oneDNN builds kernels per shape), AMX-friendly sizes
 
-    def __init__(self, loaded: LoadedModel, max_length: int = 512) -> None:
+    def __init__(self, loaded: LoadedModel, max_length: int = 512, batcher: MicroBatcher | None = None) -> None:
         super().__init__(loaded)
+        self.batcher = batcher  # set: concurrent callers on this model share forward passes (ctx.batcher)
         config = self.model.config
         count = int(getattr(config, "num_labels", 0) or len(config.id2label))
         self.labels = [str(config.id2label.get(i, config.id2label.get(str(i), f"LABEL_{i}"))) for i in range(count)]
@@ -83,7 +85,15 @@ class SequenceClassifierTask(BaseClassifier, Task[list[str], list[dict]]):
         return [_result(self.labels, row) for row in outputs]
 
     def classify(self, texts: list[str]) -> list[dict]:
-        """Mini-batches of similar token length (little padding); results in the input order."""
+        """Mini-batches of similar token length (little padding); results in the input order. With a ``batcher``,
+        texts other callers send at the same time to this model join the same mini-batches."""
+        if self.batcher is not None and texts:
+            key = ("seq-cls", self.loaded.key, self.max_length)
+            return self.batcher.run(key, list(texts), self._classify)
+        return self._classify(texts)
+
+    def _classify(self, texts: list[str]) -> list[dict]:
+        """:meth:`classify` for this caller's texts only."""
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         results: list[dict] = [{}] * len(texts)
         for idx in length_sorted_batches([len(x) for x in ids], self.batch_size):
@@ -169,7 +179,7 @@ class ClassifierSpec:
 
 
 def fine_tuned_classifier(manager: ModelManager, ref: str, precision: str = "auto", progress: Any = None,
-                          decisions: DecisionStore | None = None) -> Classifier:
+                          decisions: DecisionStore | None = None, batcher: MicroBatcher | None = None) -> Classifier:
     """The fine-tuned classifier at ``precision``: float32 exact, bfloat16 or int8 faster, auto measured (CPU).
 
     ``decisions`` keeps auto's measurements for every session (``ctx.decisions``); without it (a script, a test)
@@ -178,7 +188,7 @@ def fine_tuned_classifier(manager: ModelManager, ref: str, precision: str = "aut
     precision = check_precision(precision)
     loaded = manager.load(ref, "seq-cls", dtype=None if precision == Precision.AUTO else precision.value,
                           progress=progress)
-    exact = SequenceClassifierTask(loaded)
+    exact = SequenceClassifierTask(loaded, batcher=batcher)
     if precision != Precision.AUTO or loaded.device != "cpu":
         return exact
 
@@ -199,17 +209,21 @@ def check_method(method: str | None) -> Method:
 
 
 def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any = None,
-                    decisions: DecisionStore | None = None) -> Classifier:
-    """Build the classifier for ``spec``; every classifier has ``classify(texts) -> [{label, scores}]``."""
+                    decisions: DecisionStore | None = None, batcher: MicroBatcher | None = None) -> Classifier:
+    """Build the classifier for ``spec``; every classifier has ``classify(texts) -> [{label, scores}]``.
+
+    With ``batcher`` (``ctx.batcher``), concurrent single requests on the same fine-tuned classifier or encoder
+    share forward passes (NLI and LM zero-shot run per request)."""
     method = check_method(spec.method)
     ref = (spec.model or "").strip() or DEFAULT_MODELS.get(method.value, "")
     if method == Method.FINETUNED:
         if not ref:
             raise InputError("classify.choose_finetuned")
-        return fine_tuned_classifier(manager, ref, spec.precision, progress, decisions)
+        return fine_tuned_classifier(manager, ref, spec.precision, progress, decisions, batcher)
     labels = parse_labels(spec.labels)
     if method == Method.EMBEDDINGS:
-        return EmbeddingZeroShot(EmbeddingTask(manager.load(ref, "encoder", progress=progress)), labels, spec.template)
+        encoder = EmbeddingTask(manager.load(ref, "encoder", progress=progress), batcher=batcher)
+        return EmbeddingZeroShot(encoder, labels, spec.template)
     if method == Method.NLI:
         if not ref:
             raise InputError("classify.nli_model_needed")

@@ -11,6 +11,7 @@ from pipelines.tasks.base import Task
 
 if TYPE_CHECKING:
     from pipelines.models.manager import LoadedModel, ModelManager
+    from pipelines.tasks.microbatch import MicroBatcher
 from pipelines.tasks.batch import length_sorted_batches
 
 DEFAULT_ENCODER = "minilm-l6"
@@ -19,9 +20,10 @@ DEFAULT_ENCODER = "minilm-l6"
 class EmbeddingTask(Task[list[str], np.ndarray]):
     """``texts -> (n, dim)`` float32 unit vectors, so a dot product is the cosine similarity."""
 
-    def __init__(self, loaded: LoadedModel, max_length: int = 256) -> None:
+    def __init__(self, loaded: LoadedModel, max_length: int = 256, batcher: MicroBatcher | None = None) -> None:
         super().__init__(loaded)
         self.max_length = input_limit(loaded, max_length)
+        self.batcher = batcher  # set: concurrent callers on this model share forward passes (ctx.batcher)
 
     def preprocess(self, inputs: list[str]) -> Any:
         batch = self.tokenizer(
@@ -46,7 +48,18 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         return [len(x) for x in ids]
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """Embed any number of texts in mini-batches sorted by token length (little padding), in input order."""
+        """Embed any number of texts in mini-batches sorted by token length (little padding), in input order.
+
+        With a ``batcher``, texts other callers send at the same time to this model join the same mini-batches.
+        """
+        if self.batcher is not None and texts:
+            key = ("encode", self.loaded.key, self.max_length, batch_size)
+            rows = self.batcher.run(key, list(texts), lambda pooled: list(self._encode(pooled, batch_size)))
+            return np.stack(rows).astype(np.float32, copy=False)
+        return self._encode(texts, batch_size)
+
+    def _encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """:meth:`encode` for this caller's texts only."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -59,9 +72,10 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         return int(self.model.config.hidden_size)
 
 
-def get_encoder(manager: ModelManager, ref: str = DEFAULT_ENCODER, progress: Any = None) -> EmbeddingTask:
-    """The shared sentence encoder (loaded once by the manager's cache)."""
-    return EmbeddingTask(manager.load(ref or DEFAULT_ENCODER, "encoder", progress=progress))
+def get_encoder(manager: ModelManager, ref: str = DEFAULT_ENCODER, progress: Any = None,
+                batcher: MicroBatcher | None = None) -> EmbeddingTask:
+    """The shared sentence encoder (loaded once by the manager's cache); ``batcher`` shares forward passes."""
+    return EmbeddingTask(manager.load(ref or DEFAULT_ENCODER, "encoder", progress=progress), batcher=batcher)
 
 
 def mmr(doc_scores: np.ndarray, pairwise: np.ndarray, k: int, diversity: float = 0.3) -> list[int]:

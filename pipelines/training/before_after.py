@@ -256,6 +256,9 @@ class BeforeAfter:
         result = baseline_scores(encoder, [self.data.examples[i] for i in train_idx],
                                  [self.data.examples[i] for i in val_idx], self.data.labels, s.seed)
         result["encoder"] = self.spec.base_model
+        from pipelines.training.augment import baseline_without  # added rows: the baseline without them too
+
+        result.update(baseline_without(encoder, self.data, train_idx, val_idx, s.seed))
         write_baseline(self.run_dir, result)
         self.log("finetune_results.log.baseline", accuracy=f"{result['accuracy']:.3f}",
                  f1=f"{result['macro_f1']:.3f}", seconds=f"{result['seconds']:.1f}", rows=result["train_rows"])

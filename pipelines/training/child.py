@@ -127,11 +127,17 @@ class Child:
         """On the main process of a fresh run, before the first step: samples and the before evaluation."""
         if not self.main:
             return
-        if trainer.task == TrainTask.CAUSAL_LM:
+        task = TrainTask(trainer.task)
+        if task.generative:
             prompts = trainer.val_examples[:3]
             (self.out / "samples_before.json").write_text(json.dumps(trainer.generate(prompts), ensure_ascii=False),
                                                           encoding="utf-8")
-        call_hook("evaluate_before", self.out, self.spec, self.events)
+        if task.domain:  # held-out domain text and the general sample, before the first step
+            from pipelines.training.domain import DomainEval, write_before
+
+            write_before(self.out, DomainEval(trainer).run(trainer.model))
+        if task != TrainTask.DOMAIN_MLM:  # the Evaluate tab's metrics need a classifier or a causal LM
+            call_hook("evaluate_before", self.out, self.spec, self.events)
 
     def finish(self, trainer: Any, loop: Any, result: Any) -> None:
         """Main process: save adapter and tokenizer, evaluate after, write ``run.json``, rename into place."""
@@ -147,15 +153,20 @@ class Child:
                 self.emit("log", Msg.of("training.log.under_trained", loss=f"{metrics['val_loss']:.3f}",
                                         chance=f"{metrics['chance_loss']:.3f}"))
         before_file = self.out / "samples_before.json"
-        if trainer.task == TrainTask.CAUSAL_LM and before_file.is_file():
+        task = TrainTask(trainer.task)
+        self._domain_and_probes(trainer, metrics)
+        if task.generative and before_file.is_file():
             prompts = trainer.val_examples[:3]
             before = json.loads(before_file.read_text(encoding="utf-8"))
             metrics["generations"] = [{"prompt": generation_text(e), "before": b, "after": a}
                                       for e, b, a in zip(prompts, before, trainer.generate(prompts), strict=False)]
         shutil.rmtree(self.out / "adapter", ignore_errors=True)
-        model.save_pretrained(str(self.out / "adapter"), safe_serialization=True)
+        from pipelines.training.domain import save_adapter
+
+        save_adapter(model, self.out / "adapter")
         trainer.tokenizer.save_pretrained(str(self.out / "tokenizer"))
-        call_hook("evaluate_after", self.out, self.spec, self.events)
+        if task != TrainTask.DOMAIN_MLM:
+            call_hook("evaluate_after", self.out, self.spec, self.events)
         update_meta(self.out, status=status, metrics=metrics, finished=now_iso(), device=trainer.device,
                     precision=str(trainer.precision), world_size=self.acc.num_processes,
                     resumable=status == RunStatus.STOPPED, best_step=metrics.get("best_step"),
@@ -165,6 +176,27 @@ class Child:
         self.emit("log", Msg.of("training.log.saved", run_id=run_id, status=Msg.of(f"training.status.{status}")))
         self.emit("finished", status=str(status), metrics=metrics, resumable=status == RunStatus.STOPPED)
         move_into_place(self.out)
+
+    def _domain_and_probes(self, trainer: Any, metrics: dict) -> None:
+        """Into ``metrics``: the probe answers of every evaluation, and for domain adaptation the held-out and
+        general-text losses before and after (``metrics["domain"]``)."""
+        from pipelines.training.domain import DomainEval, read_before
+        from pipelines.training.probes import run_history
+
+        if trainer.settings.probes:
+            metrics["probes"] = run_history(self.out)
+        if not TrainTask(trainer.task).domain:
+            return
+        evaluation = DomainEval(trainer)
+        after = evaluation.run(trainer.model)
+        before = read_before(self.out) or {}
+        record = metrics["domain"] = evaluation.record(before, after)
+        value = "loss" if record["measure"] == "masked_loss" else "perplexity"
+        for name in ("held_out", "general"):
+            if name in before:
+                self.emit("log", Msg.of(f"training.log.domain_{name}", before=f"{before[name][value]:.3f}",
+                                        after=f"{after[name][value]:.3f}",
+                                        measure=Msg.of(f"probes.measure.{record['measure']}")))
 
     def fail(self, exc: BaseException) -> None:
         """Any process: one keyed ``failed`` record (the app or the next start marks the run)."""

@@ -19,7 +19,8 @@ from pipelines.training.settings import check_task
 
 MAX_LABELS = 100
 MAX_TEXT_CHARS = 20_000
-MIN_ROWS = MappingProxyType({TrainTask.CLASSIFICATION: 4, TrainTask.CAUSAL_LM: 2})
+MIN_ROWS = MappingProxyType({TrainTask.CLASSIFICATION: 4, TrainTask.CAUSAL_LM: 2, TrainTask.DOMAIN: 2,
+                             TrainTask.DOMAIN_MLM: 2})
 # Why rows are dropped: the keys of ``DataReport.dropped``; each has a text "training.drop.<reason>".
 DROP_REASONS = ("empty_text", "empty_label", "text_too_long", "single_label", "empty_prompt", "empty_response",
                 "pair_too_long")
@@ -48,12 +49,13 @@ class DataReport:
     label_counts: dict[str, int] = field(default_factory=dict)
     length_chars: dict[str, float] = field(default_factory=dict)
     notes: list[Msg | str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # rows added or changed: augmentation, corrections
 
     def to_dict(self) -> dict:
         return {
             "rows_total": self.rows_total, "rows_kept": self.rows_kept, "dropped": self.dropped,
             "label_counts": self.label_counts, "length_chars": self.length_chars,
-            "notes": [str(note) for note in self.notes],
+            "notes": [str(note) for note in self.notes], "counts": dict(self.counts),
         }
 
     def to_markdown(self, lang: str = "en") -> str:
@@ -97,6 +99,8 @@ def guess_mapping(columns: list[str], task: str) -> ColumnMapping:
             rest = [c for c in columns if c != text]
             label = rest[-1] if rest else None
         return ColumnMapping(text=text, label=label)
+    if task.domain:  # domain adaptation: one text column
+        return ColumnMapping(text=guess_column(columns, "text") or (columns[0] if columns else None))
     prompt = guess_column(columns, "prompt")
     response = guess_column(columns, "response", [prompt])
     if prompt and response:
@@ -161,7 +165,13 @@ def prepare(table: Table, task: str, mapping: ColumnMapping, *, max_labels: int 
         label_counts = {label: counts[label] for label in labels}
     else:
         labels, label_counts = [], {}
-        if mapping.prompt or mapping.response:
+        if task.domain:
+            from pipelines.training.domain import domain_examples
+
+            # A plain .txt/.md upload is one "text" column whatever the form picked for the file read as a table.
+            column = "text" if list(table.columns) == ["text"] else _require(table, mapping.text, "text")
+            examples, texts = domain_examples(frame[column], dropped)
+        elif mapping.prompt or mapping.response:
             p_col, r_col = _require(table, mapping.prompt, "prompt"), _require(table, mapping.response, "response")
             for prompt, response in zip(frame[p_col], frame[r_col], strict=True):
                 prompt, response = str(prompt).strip(), str(response).strip()
@@ -193,7 +203,16 @@ def prepare(table: Table, task: str, mapping: ColumnMapping, *, max_labels: int 
 
 
 def split(data: PreparedData, val_fraction: float, seed: int, max_val: int = 500) -> tuple[list[int], list[int]]:
-    """Train/validation row indices; stratified by label for classification. Both parts are non-empty."""
+    """Train/validation row indices; stratified by label for classification. Both parts are non-empty.
+
+    Added rows (``"augmented"`` in the example, see :mod:`pipelines.training.augment`) always train: the other rows
+    are split as if the added ones were not there, so validation is the same as without augmentation."""
+    added = [i for i, e in enumerate(data.examples) if e.get("augmented")]
+    if added:
+        keep = [i for i, e in enumerate(data.examples) if not e.get("augmented")]
+        core = PreparedData(data.task, [data.examples[i] for i in keep], data.labels, data.report)
+        train_core, val_core = split(core, val_fraction, seed, max_val)
+        return sorted([keep[i] for i in train_core] + added), [keep[i] for i in val_core]
     n = len(data.examples)
     n_val = min(max(1, round(n * val_fraction)), n - 1, max_val)
     if data.task == TrainTask.CLASSIFICATION:

@@ -1,4 +1,4 @@
-"""One training run as seen from the app: the single-slot lock, the run folder, the launched child, and a worker
+"""One training run as seen from the app: its device slots, the run folder, the launched child, and a worker
 thread that follows the child's event log into a :class:`JobState` for the UI.
 
 The training itself never runs in the app's process: :meth:`TrainingJob.start` writes ``spec.json`` and
@@ -26,10 +26,11 @@ from pipelines.sessions import WorkerJob
 from pipelines.training import launch
 from pipelines.training.data import PreparedData
 from pipelines.training.enums import RunStatus
-from pipelines.training.hardware import ControlSettings, HardwareSettings, plan
+from pipelines.training.hardware import ControlSettings, HardwareSettings, LaunchPlan
 from pipelines.training.progress import LOG_FILE, EventLog, EventTail, JobState, LogLine, apply, replay
 from pipelines.training.recovery import crash_message, finalize_dead
 from pipelines.training.settings import TrainSettings
+from pipelines.training.slots import DeviceSlots, plan_devices, recorded_devices
 from pipelines.training.spec import RunSpec, read_data
 from pipelines.training.store import RunInfo, RunStore, tmp_folder
 from pipelines.training.writer import RunWriter, new_run_id, read_meta, update_meta
@@ -60,18 +61,18 @@ def base_location(reference: str, config: AppConfig) -> str:
 
 
 class TrainingJob(WorkerJob):
-    """Start with :meth:`start` (raises :class:`BusyError` if another job holds the lock); stop with :meth:`stop`
+    """Start with :meth:`start` (raises :class:`BusyError` if another job holds its devices); stop with :meth:`stop`
     (first call: the child saves a checkpoint and exits within one optimizer step; second call: it is killed)."""
 
     outlives_session = True
 
     def __init__(
-        self, config: AppConfig, lock: threading.Lock, data: PreparedData | None, settings: TrainSettings | None,
+        self, config: AppConfig, slots: DeviceSlots, data: PreparedData | None, settings: TrainSettings | None,
         base_model: str, name: str = "", num_threads: int | None = None,
         hardware: HardwareSettings | None = None, control: ControlSettings | None = None,
     ) -> None:
         super().__init__()
-        self.config, self.lock, self.data, self.settings = config, lock, data, settings
+        self.config, self.slots, self.data, self.settings = config, slots, data, settings
         self.base_model, self.name = base_model, name.strip()[:80]
         self.hardware, self.control = hardware or HardwareSettings(), control or ControlSettings()
         self.num_threads = num_threads
@@ -93,7 +94,7 @@ class TrainingJob(WorkerJob):
 
     # ---- the other ways in: resume a run, follow a child that already runs ----------------------------
     @classmethod
-    def resume(cls, config: AppConfig, lock: threading.Lock, run: RunInfo,
+    def resume(cls, config: AppConfig, slots: DeviceSlots, run: RunInfo,
                hardware: HardwareSettings | None = None) -> TrainingJob:
         """A job that continues ``run`` (stopped, failed or interrupted) from its last checkpoint."""
         from pipelines.training.checkpoints import latest
@@ -101,7 +102,7 @@ class TrainingJob(WorkerJob):
         if run.status not in (RunStatus.STOPPED, RunStatus.FAILED) or latest(run.path) is None:
             raise InputError("training.not_resumable", run=run.id)
         spec = RunSpec.read(run.path)
-        job = cls(config, lock, read_data(run.path), spec.settings, spec.base_model, spec.name,
+        job = cls(config, slots, read_data(run.path), spec.settings, spec.base_model, spec.name,
                   hardware=hardware or spec.hardware, control=spec.control)
         job.run_id, job.mode, job.folder = run.id, "resume", run.path
         job.state = replay(run.path / LOG_FILE, JobState(run.id, spec.task))
@@ -109,10 +110,10 @@ class TrainingJob(WorkerJob):
         return job
 
     @classmethod
-    def attach(cls, config: AppConfig, lock: threading.Lock, folder: Path) -> TrainingJob:
+    def attach(cls, config: AppConfig, slots: DeviceSlots, folder: Path) -> TrainingJob:
         """A job that follows the child already training in ``folder`` (after an app restart)."""
         meta = read_meta(folder)
-        job = cls(config, lock, None, None, str(meta.get("base_model", "")), str(meta.get("name", "")))
+        job = cls(config, slots, None, None, str(meta.get("base_model", "")), str(meta.get("name", "")))
         job.run_id, job.mode, job.folder = str(meta.get("id", folder.name)), "attach", Path(folder)
         job.record = launch.read_process(folder)
         job.state = JobState(job.run_id, str(meta.get("task", "")))
@@ -120,21 +121,28 @@ class TrainingJob(WorkerJob):
 
     # ---- control --------------------------------------------------------------------------------------
     def start(self) -> TrainingJob:
-        if not self.lock.acquire(blocking=False):
+        launch_plan: LaunchPlan | None = None
+        if self.mode == "attach":
+            devices = recorded_devices(RunSpec.read(self.folder).plan)  # what the running child was started on
+        else:
+            launch_plan, blocker = self.slots.plan_for(self.hardware, threads=self.num_threads)
+            if blocker is not None:
+                raise BusyError("training.busy")
+            devices = plan_devices(launch_plan)
+        if self.slots.claim(devices, self.run_id) is not None:
             raise BusyError("training.busy")
         self._holds_lock = True
         try:
-            if self.mode != "attach":
-                self._launch()
+            if launch_plan is not None:
+                self._launch(launch_plan)
             super().start()
         except BaseException:
             self._release_lock()
             raise
         return self
 
-    def _launch(self) -> None:
+    def _launch(self, launch_plan: LaunchPlan) -> None:
         """Write the run folder (new) or move it back to ``.<id>.tmp`` (resume), then start the child."""
-        launch_plan = plan(self.hardware, threads=self.num_threads)
         events = EventLog(self.folder)
         if self.mode == "new":
             spec = RunSpec(self.run_id, self.data.task, self.base_model, base_location(self.base_model, self.config),
@@ -246,4 +254,4 @@ class TrainingJob(WorkerJob):
     def _release_lock(self) -> None:
         if self._holds_lock:
             self._holds_lock = False
-            self.lock.release()
+            self.slots.release(self.run_id)

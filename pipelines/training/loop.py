@@ -70,6 +70,9 @@ class TrainLoop:
         self.last_eval: dict = {}
         self.oom_at = int(os.environ.get(TEST_OOM_ENV, "0") or 0)
         self.slow = float(os.environ.get(TEST_SLOW_ENV, "0") or 0)
+        from pipelines.training.tensorboard_log import TensorBoardLog  # event files (H4)
+
+        self.board = TensorBoardLog(self.run_dir, enabled=self.rank == 0)
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -88,8 +91,8 @@ class TrainLoop:
             if tr.task == TrainTask.CLASSIFICATION:
                 n = len(idx)
                 scored.extend(zip(idx, out.logits.argmax(-1).tolist(), batch["labels"].tolist(), strict=True))
-            else:
-                n = int((batch["labels"][:, 1:] != -100).sum())
+            else:  # tokens scored: the shifted labels of a causal LM, the masked ones of a masked LM
+                n = int((batch["labels"][:, int(tr.task != TrainTask.DOMAIN_MLM):] != -100).sum())
             loss_sum += float(out.loss) * n
             weight += n
         parts = [(loss_sum, weight, scored)]
@@ -108,12 +111,20 @@ class TrainLoop:
             self.emit("log", message=Msg.of("training.log.eval_cls", step=step, loss=f"{val_loss:.4f}",
                                             accuracy=f"{metrics['accuracy']:.4f}",
                                             f1=f"{metrics.get('macro_f1', 0):.4f}"))
+        elif tr.task == TrainTask.DOMAIN_MLM:
+            metrics["perplexity"] = results.perplexity(val_loss)
+            self.emit("log", message=Msg.of("training.log.eval_mlm", step=step, loss=f"{val_loss:.4f}"))
         else:
             metrics["perplexity"] = results.perplexity(val_loss)
             self.emit("log", message=Msg.of("training.log.eval_lm", step=step, loss=f"{val_loss:.4f}",
                                             ppl=f"{metrics['perplexity']:.4f}"))
         self.emit("eval", step=step, epoch=round(epoch, 3), metrics=metrics)
+        if tr.settings.probes and self.rank == 0 and not self.sharded:  # live probes: what the model answers now
+            from pipelines.training.probes import answer_probes
+
+            self.emit("probes", step=step, answers=answer_probes(tr, unwrapped))
         self.last_eval = metrics
+        self.board.evaluation(metrics)
         return metrics
 
     # ---- training -------------------------------------------------------------------------------------------
@@ -197,6 +208,7 @@ class TrainLoop:
                           samples_per_s=round(p.samples / p.train_time, 3),
                           tokens_per_s=round(p.tokens / p.train_time, 3),
                           eta_s=round((total - p.step) * session_time / session_steps, 1))
+                self.board.step(p.step, loss, scheduler.get_last_lr()[0], epoch)
                 stop = stop_votes > 0
                 evaluated = p.step % eval_every == 0 or p.step == total or g == groups - 1
                 saved = False
@@ -234,6 +246,7 @@ class TrainLoop:
                        best_step=p.best_step, early_stopped=early)
         if torch.cuda.is_available() and acc.device.type == "cuda":
             metrics["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(acc.device) / 2**20, 1)
+        self.board.close()
         return LoopResult(status, metrics, p, early)
 
     def _export_metrics(self, status: RunStatus, p: Progress) -> dict:

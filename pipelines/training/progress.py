@@ -2,7 +2,8 @@
 
 Every record has ``event`` and ``time`` (Unix seconds). Kinds: ``started`` (world size, device, precision,
 total steps, the shell command), ``rank`` (one per process), ``step`` (step, loss, throughput, ETA), ``eval``
-(metrics), ``log`` (a message key and its parameters), ``checkpoint``, ``resumed`` (the step training continues
+(metrics), ``probes`` (the live probes' answers at an evaluation: step, answers), ``log`` (a message key and its
+parameters), ``checkpoint``, ``resumed`` (the step training continues
 from), ``best`` (the best validation step so far), and the terminal ``finished`` (status complete/stopped) or
 ``failed`` (a message key). :func:`apply` folds records into a :class:`JobState`, so a reloaded page or a
 restarted app rebuilds the same curves, log and status from the file alone.
@@ -148,6 +149,7 @@ class JobState:
     started_at: float = 0.0
     terminal: bool = False  # the child wrote finished/failed
     resumable: bool = False
+    probes: list[dict] = field(default_factory=list)  # live probes: {"step", "answers"} per evaluation
 
     @property
     def finished(self) -> bool:
@@ -185,6 +187,10 @@ def apply(state: JobState, record: dict[str, Any]) -> None:
         metrics = dict(record.get("metrics") or {})
         state.metrics = metrics
         state.val_curve = [*state.val_curve, (int(record["step"]), float(metrics.get("val_loss", 0.0)))]
+    elif kind == "probes":
+        from pipelines.training.probes import fold
+
+        state.probes = fold(state.probes, int(record.get("step", 0)), list(record.get("answers") or []))
     elif kind == "best":
         state.best_step = int(record["step"])
     elif kind == "resumed":
@@ -192,6 +198,7 @@ def apply(state: JobState, record: dict[str, Any]) -> None:
         step = int(record["step"])
         state.train_curve = [p for p in state.train_curve if p[0] <= step]
         state.val_curve = [p for p in state.val_curve if p[0] <= step]
+        state.probes = [p for p in state.probes if int(p.get("step", 0)) <= step]
         state.step, state.status, state.terminal = step, RunStatus.RUNNING, False
         state.error, state.error_msg = "", None
     elif kind == "log":

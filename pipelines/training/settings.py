@@ -19,7 +19,10 @@ from pipelines.training.enums import TrainTask
 
 TASKS = tuple(TrainTask)
 DEFAULT_MODELS = MappingProxyType({TrainTask.CLASSIFICATION: "minilm-l6",
-                                   TrainTask.CAUSAL_LM: "smollm2-135m-instruct"})
+                                   TrainTask.CAUSAL_LM: "smollm2-135m-instruct",
+                                   TrainTask.DOMAIN: "smollm2-135m-instruct", TrainTask.DOMAIN_MLM: "minilm-l6"})
+MAX_PROBES = 5  # live probes: prompts (causal LM) or texts (classifier) answered at every evaluation
+MAX_PROBE_CHARS = 500
 PRESET_NAMES = ("quick", "balanced", "thorough")
 
 
@@ -47,8 +50,13 @@ class TrainSettings:
     seed: int = 42
     eval_every: int = 0  # optimizer steps between evaluations; 0: about four per epoch
     gradient_checkpointing: bool = False
+    oversample: bool = False  # classification: repeat rows of rare labels in the train split until balanced
     max_val_rows: int = 500
     sample_tokens: int = 40  # causal LM: tokens generated for each before/after sample
+    probes: list[str] = field(default_factory=list)  # live probes (up to MAX_PROBES), answered at every evaluation
+    probe_tokens: int = 24  # causal LM: tokens generated for each probe
+    train_embeddings: bool = False  # domain adaptation: also train the input embeddings fully (besides LoRA)
+    mlm_probability: float = 0.15  # domain adaptation of an encoder: share of tokens masked
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +99,9 @@ class TrainSettings:
             (self.eval_every >= 0, "eval_every"),
             (10 <= self.max_val_rows <= 100_000, "max_val_rows"),
             (1 <= self.sample_tokens <= 512, "sample_tokens"),
+            (len(self.probes) <= MAX_PROBES, "probes"),
+            (1 <= self.probe_tokens <= 128, "probe_tokens"),
+            (0.05 <= self.mlm_probability <= 0.5, "mlm_probability"),
         ]
         for ok, name in checks:
             if not ok:
@@ -98,9 +109,18 @@ class TrainSettings:
         return self
 
 
+def probe_list(value: Any) -> list[str]:
+    """Probes from a list or from text with one probe per line: stripped, empty ones dropped, each cut to
+    :data:`MAX_PROBE_CHARS` characters; more than :data:`MAX_PROBES` is an error (see ``validated``)."""
+    items = value.splitlines() if isinstance(value, str) else list(value or [])
+    return [str(v).strip()[:MAX_PROBE_CHARS] for v in items if str(v).strip()]
+
+
 def _coerce(name: str, type_name: Any, value: Any) -> Any:
     text = str(type_name)
     try:
+        if name == "probes":
+            return probe_list(value)
         if text.startswith("list"):
             if isinstance(value, str):
                 value = [] if value.strip().lower() in ("", "auto") else value.split(",")
@@ -143,7 +163,7 @@ def preset(name: str, task: str = "classification") -> TrainSettings:
     if key not in _PRESETS:
         raise InputError("training.unknown_preset", name=str(name)[:40], choices=", ".join(PRESET_NAMES))
     values = dict(_PRESETS[key])
-    if task == "causal-lm":
+    if task in (TrainTask.CAUSAL_LM, TrainTask.DOMAIN, TrainTask.DOMAIN_MLM):
         values["max_length"] = _LM_LENGTH[key]
     else:
         values["learning_rate"] = _CLS_LR[key]

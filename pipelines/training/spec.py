@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
+from pipelines.training.augment import AugmentSettings
 from pipelines.training.data import ColumnMapping, DataReport, PreparedData
 from pipelines.training.hardware import ControlSettings, HardwareSettings
 from pipelines.training.settings import DEFAULT_MODELS, TrainSettings, check_task, preset
@@ -32,11 +33,13 @@ class JobSpec:
     settings: TrainSettings = field(default_factory=TrainSettings)
     hardware: HardwareSettings = field(default_factory=HardwareSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
+    augment: dict[str, Any] = field(default_factory=dict)  # classification: pipelines.training.augment
 
     def to_json(self) -> str:
         return json.dumps({"task": self.task, "base_model": self.base_model, "name": self.name,
                            "columns": self.columns.to_dict(), "settings": self.settings.to_dict(),
-                           "hardware": self.hardware.to_dict(), "control": self.control.to_dict()})
+                           "hardware": self.hardware.to_dict(), "control": self.control.to_dict(),
+                           **({"augment": self.augment} if self.augment else {})})
 
     @classmethod
     def from_json(cls, text: str | dict[str, Any] | None) -> JobSpec:
@@ -51,7 +54,7 @@ class JobSpec:
         if not isinstance(data, dict):
             raise InputError("training.spec_not_object", example=EXAMPLE)
         unknown = sorted(set(data) - {"task", "base_model", "name", "columns", "preset", "settings", "hardware",
-                                      "control"})
+                                      "control", "augment", "probes"})
         if unknown:
             raise InputError("training.spec_unknown_fields", names=", ".join(unknown)[:200])
         task = check_task(str(data.get("task") or "classification"))
@@ -62,13 +65,22 @@ class JobSpec:
         overrides = data.get("settings") or {}
         if not isinstance(overrides, dict):
             raise InputError("training.spec_bad_settings")
+        if data.get("probes") is not None:  # live probes: a top-level list (or text, one per line)
+            overrides = {**overrides, "probes": data["probes"]}
         settings = TrainSettings.from_dict(overrides, base=preset(str(data.get("preset") or "quick"), task))
         base_model = str(data.get("base_model") or DEFAULT_MODELS[task]).strip()
+        if task.domain:
+            from pipelines.training.domain import domain_task
+
+            task = domain_task(task, base_model)
+            if not data.get("base_model"):
+                base_model = DEFAULT_MODELS[task]
         sections = [data.get("hardware") or {}, data.get("control") or {}]
         if not all(isinstance(section, dict) for section in sections):
             raise InputError("training.spec_bad_settings")
         return cls(task, base_model, str(data.get("name") or "")[:80], mapping, settings,
-                   HardwareSettings.from_dict(sections[0]), ControlSettings.from_dict(sections[1]))
+                   HardwareSettings.from_dict(sections[0]), ControlSettings.from_dict(sections[1]),
+                   augment=AugmentSettings.from_dict(data.get("augment")).to_dict())
 
 
 SPEC_FILE = "spec.json"

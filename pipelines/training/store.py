@@ -19,6 +19,7 @@ from pipelines.training.enums import TASK_KINDS, USABLE, RunStatus, TrainTask
 TMP_SUFFIX = ".tmp"
 INTERRUPTED_KEY = "training.interrupted"
 INTERRUPTED = str(Msg(INTERRUPTED_KEY))  # the English text kept in run.json's "error"
+OWNERS_DIR = ".owners"  # one file per run naming its owner (a dot folder: never listed as a run)
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -41,6 +42,7 @@ class RunInfo:
     error_params: dict = field(default_factory=dict)
     resumable: bool = False  # a stopped or failed run with a checkpoint to continue from
     log_tail: list[str] = field(default_factory=list)  # the last lines its training process printed (failed runs)
+    owner: str = ""  # the user who made it (with login, ``LMW_USERS``); empty: made without login
 
     @property
     def adapter_dir(self) -> Path:
@@ -105,15 +107,62 @@ def read_info(folder: Path) -> RunInfo | None:
 
 
 class RunStore:
-    """Runs in a folder: list, find, get (usable only), zip, merge, delete."""
+    """Runs in a folder: list, find, get (usable only), zip, merge, delete.
 
-    def __init__(self, root: Path) -> None:
+    With login each run has an owner (``.owners/<id>`` beside the runs); every method taking ``user`` shows and
+    gives only that user's runs (``admins`` see all). ``user`` None (no login) checks nothing."""
+
+    def __init__(self, root: Path, admins: frozenset[str] = frozenset()) -> None:
         self.root = Path(root)
+        self.admins = admins
 
     def path_for(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
 
-    def list(self, status: str | tuple[str, ...] | None = USABLE) -> list[RunInfo]:
+    # ---- owners -------------------------------------------------------------------------------------------------
+    def _owner_file(self, run_id: str) -> Path:
+        return self.root / OWNERS_DIR / check_run_id(run_id)
+
+    def set_owner(self, run_id: str, user: str | None) -> None:
+        """Record ``user`` as the owner of ``run_id`` (nothing without login)."""
+        if user:
+            self._owner_file(run_id).parent.mkdir(parents=True, exist_ok=True)
+            self._owner_file(run_id).write_text(user, encoding="utf-8")
+
+    def owner_of(self, run_id: str) -> str:
+        try:
+            return self._owner_file(run_id).read_text(encoding="utf-8").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def visible(self, run_id: str, user: str | None) -> bool:
+        """Whether ``user`` may list and use ``run_id`` (always without login; else its owner or an admin)."""
+        from pipelines.users import can_see
+
+        return can_see(self.owner_of(run_id) if user is not None else "", user, self.admins)
+
+    def check_owner(self, run_id: str, user: str | None) -> None:
+        """:class:`ModelLoadError` when ``user`` may not use ``run_id``."""
+        if not self.visible(run_id, user):
+            raise ModelLoadError("users.error.not_yours", run=run_id)
+
+    def owned_by(self, user: str) -> list[str]:
+        """The ids of ``user``'s runs, in-progress ones included."""
+        folder = self.root / OWNERS_DIR
+        ids = [f.name for f in folder.iterdir() if f.is_file()] if folder.is_dir() else []
+        return [i for i in ids if RUN_ID.match(i) and self.folder_of(i).is_dir() and self.owner_of(i) == user]
+
+    def in_progress(self, run_id: str) -> bool:
+        """Whether ``run_id`` is being written (training) now."""
+        return not self.path_for(run_id).exists() and tmp_folder(self.root, run_id).is_dir()
+
+    def folder_of(self, run_id: str) -> Path:
+        """The run's folder, or its in-progress folder while it trains."""
+        path = self.path_for(run_id)
+        return path if path.exists() else tmp_folder(self.root, run_id)
+
+    # ---- runs ---------------------------------------------------------------------------------------------------
+    def list(self, status: str | tuple[str, ...] | None = USABLE, user: str | None = None) -> list[RunInfo]:
         """Runs, newest first, with ``status`` (one or several; None: all); dot folders are in-progress writes."""
         if not self.root.is_dir():
             return []
@@ -122,27 +171,35 @@ class RunStore:
         if status:
             wanted = (status,) if isinstance(status, str) else status
             runs = [r for r in runs if r.status in wanted]
+        for run in runs:
+            run.owner = self.owner_of(run.id)
+        if user is not None:
+            from pipelines.users import can_see
+
+            runs = [r for r in runs if can_see(r.owner, user, self.admins)]
         return sorted(runs, key=lambda r: (r.created, r.id), reverse=True)
 
-    def find(self, run_id: str) -> RunInfo:
+    def find(self, run_id: str, user: str | None = None) -> RunInfo:
         """A run of any status (complete, failed, stopped); dot folders (in-progress writes) are never found."""
         info = None if (run_id or "").startswith(".") else read_info(self.path_for(run_id))
         if info is None:
             raise ModelLoadError("training.no_run", run=run_id)
+        info.owner = self.owner_of(info.id)
+        self.check_owner(info.id, user)
         return info
 
-    def get(self, run_id: str) -> RunInfo:
+    def get(self, run_id: str, user: str | None = None) -> RunInfo:
         """A complete (or stopped, with its last saved adapter) run whose adapter can be loaded."""
-        info = self.find(run_id)
+        info = self.find(run_id, user)
         if info.status not in USABLE:
             raise ModelLoadError("training.run_unusable", run=run_id, status=Msg.of(f"training.status.{info.status}"))
         if not info.adapter_dir.is_dir():
             raise ModelLoadError("training.no_adapter", run=run_id)
         return info
 
-    def zip(self, run_id: str) -> Path:
+    def zip(self, run_id: str, user: str | None = None) -> Path:
         """A zip of the whole run folder, written to a fresh temporary folder."""
-        run = self.find(run_id)
+        run = self.find(run_id, user)
         out = Path(tempfile.mkdtemp(prefix="lmw-run-")) / f"{run.id}.zip"
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for file in sorted(run.path.rglob("*")):
@@ -150,17 +207,19 @@ class RunStore:
                     zf.write(file, Path(run.id) / file.relative_to(run.path))
         return out
 
-    def delete(self, run_id: str) -> RunInfo:
-        run = self.find(run_id)
+    def delete(self, run_id: str, user: str | None = None) -> RunInfo:
+        run = self.find(run_id, user)
         shutil.rmtree(run.path)
+        self._owner_file(run.id).unlink(missing_ok=True)
         return run
 
-    def merge(self, run_id: str, models_dir: Path, base_location: str, allow_pickle: bool = False) -> Path:
+    def merge(self, run_id: str, models_dir: Path, base_location: str, allow_pickle: bool = False,
+              user: str | None = None) -> Path:
         """Merge the LoRA weights into the base model and save a full safetensors folder under ``models_dir``."""
         import transformers
         from peft import PeftModel
 
-        run = self.get(run_id)
+        run = self.get(run_id, user)
         target = Path(models_dir) / f"{run.id}-merged"
         if target.exists():
             raise InputError("training.merged_exists", path=str(target))
@@ -169,8 +228,8 @@ class RunStore:
             auto = transformers.AutoModelForSequenceClassification
             kwargs.update(num_labels=len(run.labels), id2label=dict(enumerate(run.labels)),
                           label2id={label: i for i, label in enumerate(run.labels)}, ignore_mismatched_sizes=True)
-        else:
-            auto = transformers.AutoModelForCausalLM
+        else:  # a causal LM, or the plain encoder of a masked-LM domain run (its adapter sits on the encoder)
+            auto = transformers.AutoModel if run.kind == "encoder" else transformers.AutoModelForCausalLM
         base = auto.from_pretrained(base_location, **kwargs)
         merged = PeftModel.from_pretrained(base, str(run.adapter_dir)).merge_and_unload()
         tok_dir = run.path / "tokenizer" if (run.path / "tokenizer").is_dir() else base_location

@@ -78,7 +78,7 @@ class LoraTrainer:
         on_event: EventFn | None = None, allow_pickle: bool = False,
     ) -> None:
         self.data, self.settings, self.location = data, settings, location
-        self.task = data.task
+        self.task = TrainTask(data.task)
         self.device = device
         self.on_event = on_event or (lambda _e: None)
         self.allow_pickle = allow_pickle
@@ -116,6 +116,10 @@ class LoraTrainer:
         else:
             auto, task_type = transformers.AutoModelForCausalLM, TaskType.CAUSAL_LM
         transformers.logging.set_verbosity_error()
+        if self.task == TrainTask.DOMAIN_MLM:
+            self._setup_masked_lm(kwargs)
+            self._tokenize()
+            return
         model = auto.from_pretrained(self.location, **kwargs)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -123,6 +127,10 @@ class LoraTrainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         targets = s.target_modules or pick_target_modules(model)
         head = head_modules(model) if self.task == TrainTask.CLASSIFICATION else []  # trained fully, own rate
+        if self.task == TrainTask.DOMAIN and s.train_embeddings:  # domain adaptation: full input embeddings too
+            from pipelines.training.domain import embedding_name
+
+            head = [name for name in [embedding_name(model)] if name]
         lora = LoraConfig(task_type=task_type, r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
                           target_modules=[t for t in targets if t not in head], modules_to_save=head or None)
         try:
@@ -133,16 +141,72 @@ class LoraTrainer:
         trainable, total = self.model.get_nb_trainable_parameters()
         self.log("training.log.lora", targets=", ".join(targets), trainable=f"{trainable:,}", total=f"{total:,}",
                  percent=f"{100 * trainable / max(total, 1):.2f}")
+        self._tokenize()
+
+    def _setup_masked_lm(self, kwargs: dict[str, Any]) -> None:
+        """An encoder for domain adaptation: a masked-LM head (fresh if missing) and LoRA on the encoder."""
+        from peft import LoraConfig
+
+        from pipelines.training.domain import embedding_name, masked_lm, trainable_counts
+
+        s = self.settings
+        chosen: list[str] = []
+
+        def lora_for(encoder: Any) -> LoraConfig:
+            targets = s.target_modules or pick_target_modules(encoder)
+            saved = [name for name in [embedding_name(encoder)] if name] if s.train_embeddings else []
+            chosen.extend(targets)
+            return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
+                              target_modules=targets, modules_to_save=saved or None)
+
+        try:
+            model = masked_lm(self.location, kwargs, lora_for)
+        except ValueError as exc:
+            raise InputError("training.lora_failed", detail=(str(exc).splitlines() or [""])[0][:300]) from None
+        if s.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model = model.to(self.device)
+        prefix = model.base_model_prefix + "."
+        lora = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix)]
+        head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(prefix)]
+        self.param_groups = [g for g in ({"params": lora, "lr": s.learning_rate, "name": "lora"},
+                                         {"params": head, "lr": s.head_learning_rate or s.learning_rate,
+                                          "name": "head"}) if g["params"]]
+        trainable, total = trainable_counts(model)
+        self.log("training.log.mlm_head", targets=", ".join(chosen), trainable=f"{trainable:,}", total=f"{total:,}",
+                 percent=f"{100 * trainable / max(total, 1):.2f}")
+
+    def _tokenize(self) -> None:
+        """Split the data and tokenize both parts (domain text: packed chunks; an encoder's: masked)."""
+        from pipelines.training.domain import encode_domain
+
+        s = self.settings
         if self.device == "cuda":
             self.precision = Precision.BFLOAT16 if torch.cuda.is_bf16_supported() else Precision.FLOAT16
         train_idx, val_idx = split(self.data, s.val_split, s.seed, s.max_val_rows)
-        encode = encode_classification if self.task == TrainTask.CLASSIFICATION else encode_lm
+        if getattr(s, "oversample", False) and self.task == TrainTask.CLASSIFICATION:
+            from pipelines.training.balance import oversample
+
+            train_idx = oversample(train_idx, self.data.targets, s.seed)
+        if self.task.domain:
+            mlm = self.task == TrainTask.DOMAIN_MLM
+
+            def encode(tok: Any, rows: list[dict], length: int, seed: int = s.seed) -> tuple[list[dict], int]:
+                return encode_domain(tok, rows, length, mlm, s.mlm_probability, seed)
+        else:
+            encode = encode_classification if self.task == TrainTask.CLASSIFICATION else encode_lm
         self.train_rows, cut_train = encode(self.tokenizer, [self.data.examples[i] for i in train_idx], s.max_length)
         self.val_rows, cut_val = encode(self.tokenizer, [self.data.examples[i] for i in val_idx], s.max_length)
         self.val_examples = [self.data.examples[i] for i in val_idx]
-        self.log("training.log.rows_stratified" if self.task == TrainTask.CLASSIFICATION else "training.log.rows",
-                 train=len(self.train_rows), val=len(self.val_rows))
-        if cut_train + cut_val:
+        if self.task.domain:
+            self.log("training.log.domain_rows", train=len(self.train_rows), val=len(self.val_rows),
+                     paragraphs=len(self.data.examples), max_length=s.max_length)
+        else:
+            self.log("training.log.rows_stratified" if self.task == TrainTask.CLASSIFICATION else "training.log.rows",
+                     train=len(self.train_rows), val=len(self.val_rows))
+        if cut_train + cut_val and self.task.domain:
+            self.log("training.log.domain_windows", rows=cut_train + cut_val, max_length=s.max_length)
+        elif cut_train + cut_val:
             self.log("training.log.truncated", rows=cut_train + cut_val, max_length=s.max_length)
 
     def release(self) -> None:

@@ -15,6 +15,7 @@ from pipelines.training.store import RunInfo
 RUN_COLUMNS = ("id", "name", "task", "base_model", "status", "created", "metrics")
 CLASS_COLUMNS = ("label", "precision", "recall", "f1", "support")
 GEN_COLUMNS = ("prompt", "before", "after")
+DOMAIN_COLUMNS = ("text", "before", "after", "change")  # probes.col.<name>
 STATUS_COLORS = (("failed", "#dc2626"), ("stopped", "#d97706"), ("complete", "#16a34a"))
 
 
@@ -45,7 +46,7 @@ def progress_html(st: JobState | None, lang: str = "en") -> str:
         return f"<div id='ft-progress-text'>{html.escape(render('training.no_training', lang))}</div>"
     fraction = st.step / st.total_steps if st.total_steps else 0.0
     speed = render("training.progress.samples", lang, {"rate": f"{st.samples_per_s:.1f}"})
-    if st.task == "causal-lm":
+    if st.task in ("causal-lm", "domain", "domain-mlm"):
         speed += " · " + render("training.progress.tokens", lang, {"rate": f"{st.tokens_per_s:.0f}"})
     eta = render("training.progress.done", lang) if st.finished else \
         render("training.progress.eta", lang, {"eta": clock(st.eta_s)})
@@ -98,12 +99,37 @@ def results_view(task: str, metrics: dict, final: bool, lang: str = "en") -> tup
         fig = confusion_figure(metrics["labels"], metrics.get("matrix") or metrics["confusion"])
         return f"### {head}\n\n{body}{_advice(metrics, final, lang)}", fig, rows, headers(CLASS_COLUMNS, lang)
     ppl = metrics.get("perplexity", results.perplexity(metrics["val_loss"]))
-    md = f"### {head}\n\n" + render("training.results.lm", lang, {"loss": f"{metrics['val_loss']:.4f}",
-                                                                 "ppl": f"{ppl:.2f}"})
+    if task == "domain-mlm":
+        md = f"### {head}\n\n" + render("probes.results.mlm", lang, {"loss": f"{metrics['val_loss']:.4f}"})
+    else:
+        md = f"### {head}\n\n" + render("training.results.lm", lang, {"loss": f"{metrics['val_loss']:.4f}",
+                                                                     "ppl": f"{ppl:.2f}"})
+    if metrics.get("domain"):
+        domain_md, rows = domain_view(metrics["domain"], lang)
+        return md + "\n\n" + domain_md, None, rows, [render(f"probes.col.{c}", lang) for c in DOMAIN_COLUMNS]
     rows = [[g["prompt"], g["before"], g["after"]] for g in metrics.get("generations", [])]
     if rows:
         md += "\n\n" + render("training.results.generations", lang)
     return md, None, rows, headers(GEN_COLUMNS, lang)
+
+
+def domain_view(record: dict, lang: str = "en") -> tuple[str, list[list]]:
+    """Domain adaptation: a sentence on what moved and one row per text set (held-out domain, general English)
+    with the measure before and after (perplexity; masked-token loss for an encoder)."""
+    value = "loss" if record.get("measure") == "masked_loss" else "perplexity"
+    before, after = record.get("before") or {}, record.get("after") or {}
+    rows = []
+    for name in ("held_out", "general"):
+        if name in after:
+            old = before.get(name, {}).get(value)
+            new = after[name][value]
+            change = f"{100 * (new - old) / old:+.1f}%" if old else "–"
+            rows.append([render(f"probes.set.{name}", lang), "–" if old is None else f"{old:.3f}", f"{new:.3f}",
+                         change])
+    md = render("probes.results.domain", lang, {"measure": render(f"probes.measure.{record.get('measure')}", lang),
+                                                 "held": record.get("chunks", {}).get("held_out", 0),
+                                                 "general": record.get("chunks", {}).get("general", 0)})
+    return md, rows
 
 
 def run_rows(runs: list[RunInfo], lang: str = "en") -> list[list[str]]:
@@ -121,7 +147,7 @@ def run_rows(runs: list[RunInfo], lang: str = "en") -> list[list[str]]:
 
 def run_record(run: RunInfo) -> dict:
     """A run as JSON for the ``runs`` API endpoint."""
-    keep = {k: v for k, v in run.metrics.items() if k not in ("matrix", "confusion", "generations")}
+    keep = {k: v for k, v in run.metrics.items() if k not in ("matrix", "confusion", "generations", "probes")}
     return {"id": run.id, "reference": run.reference, "name": run.name, "task": str(run.task),
             "base_model": run.base_model, "status": str(run.status), "created": run.created, "labels": run.labels,
             "metrics": keep, "error": run.error, "resumable": run.resumable}
