@@ -116,8 +116,13 @@ def test_progress_shows_rows_and_eta_and_stop_keeps_the_scored_rows(evaluate_app
         _upload_and_pick(page, file, model)
         page.get_by_text("Options", exact=True).click()
         cap = page.get_by_label("Row cap")
-        cap.fill("20000")
-        cap.press("Tab")
+        for _ in range(10):  # the accordion's fields mount on first open and may reset a value typed meanwhile
+            cap.fill("20000")
+            cap.press("Tab")
+            page.wait_for_timeout(300)
+            if cap.input_value() == "20000":
+                break
+        assert cap.input_value() == "20000"
         page.get_by_role("button", name="Evaluate", exact=True).click()
         status = page.locator("#evaluate-status")
         expect(status).to_contain_text(re.compile(r"Scored \d+ of 20000 rows, about \d+:\d\d left"), timeout=120_000)
