@@ -98,6 +98,22 @@ def ids_of(result: GenerationResult) -> list[int]:
     return [t.id for t in result.tokens]
 
 
+def arrive_mid_run(ctx, service, model: str, prompt: str, settings, answers: dict, threads: list,
+                   key: str | None = None) -> None:
+    """Send ``prompt`` from a new thread as a request arriving while a batch runs (its answer lands in
+    ``answers[key or prompt]``); return once the batcher has it waiting."""
+    def send() -> None:
+        answers[key or prompt] = service.generate(model, prompt, settings)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    threads.append(thread)
+    for _ in range(2000):
+        if ctx.decode_batcher.waiting:
+            return
+        threading.Event().wait(0.005)
+
+
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gpt2"])
 def test_four_concurrent_greedy_requests_match_sequential_ones_and_share_steps(ctx, service, tiny_root,
                                                                                  kind) -> None:
@@ -155,13 +171,7 @@ def test_a_request_arriving_mid_run_joins_the_running_batch(ctx, service, tiny) 
         prompt = arrivals.pop(call, None)
         if prompt is None:
             return
-        thread = threading.Thread(target=lambda: joined.__setitem__(prompt, service.generate(tiny, prompt, settings)))
-        thread.start()
-        threads.append(thread)
-        for _ in range(2000):
-            if ctx.decode_batcher.waiting:
-                return
-            threading.Event().wait(0.005)
+        arrive_mid_run(ctx, service, tiny, prompt, settings, joined, threads)
 
     counter = ForwardCounter(engine.model, arrive)
     try:
@@ -296,14 +306,7 @@ def test_other_compute_work_is_not_starved_by_a_running_batch(ctx, service, tiny
         if call != 5:
             return
         ctx.compute.submit(lambda: order.append(counter.calls))  # forward passes run when the job runs
-        thread = threading.Thread(target=lambda: late.__setitem__("b", service.generate(tiny, PROMPTS[1],
-                                                                                        completion(max_new_tokens=4))))
-        thread.start()
-        threads.append(thread)
-        for _ in range(2000):
-            if ctx.decode_batcher.waiting:
-                return
-            threading.Event().wait(0.005)
+        arrive_mid_run(ctx, service, tiny, PROMPTS[1], completion(max_new_tokens=4), late, threads, key="b")
 
     counter = ForwardCounter(engine.model, arrive)
     try:
@@ -326,14 +329,7 @@ def test_a_request_that_would_pad_the_cache_past_its_budget_waits_its_turn(ctx, 
     def arrive(call: int) -> None:
         if call != 3:
             return
-        thread = threading.Thread(target=lambda: late.__setitem__("b", service.generate(tiny, PROMPTS[2],
-                                                                                        completion(max_new_tokens=6))))
-        thread.start()
-        threads.append(thread)
-        for _ in range(2000):
-            if ctx.decode_batcher.waiting:
-                return
-            threading.Event().wait(0.005)
+        arrive_mid_run(ctx, service, tiny, PROMPTS[2], completion(max_new_tokens=6), late, threads, key="b")
 
     counter = ForwardCounter(engine.model, arrive)
     try:
