@@ -134,3 +134,14 @@ def upload_dir(tmp_path: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def choose(page, label: str) -> None:
+    """Check the radio or checkbox labelled ``label``, again if a tab's page-load update reset it meanwhile."""
+    option = page.get_by_label(label)
+    for _ in range(20):
+        option.click()
+        page.wait_for_timeout(250)
+        if option.is_checked():
+            return
+    assert option.is_checked(), f"{label!r} did not stay checked"

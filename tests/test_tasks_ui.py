@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client
 
 from pipelines.tasks.sentences import split_sentences
-from tests.conftest import open_tab
+from tests.conftest import choose, open_tab
 
 TEMPLATE = "This text is about {}."
 
@@ -140,7 +140,7 @@ def test_classify_batch_stop_keeps_done_rows_in_the_browser(page, artifacts_dir,
     path.write_text("text,label\n" + "".join(f"Match report number {i},sports\n" for i in range(300)),
                     encoding="utf-8")
     open_tab(page, "Classify")
-    page.get_by_label("Zero-shot: LM likelihood").check()
+    choose(page, "Zero-shot: LM likelihood")
     page.get_by_role("tab", name="Batch (CSV)").click()
     page.locator("input[type=file]").first.set_input_files(str(path))
     page.wait_for_timeout(1500)  # the column pickers fill after the upload
