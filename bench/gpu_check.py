@@ -5,6 +5,12 @@ prints samples/s, tokens/s, peak GPU memory (main process) and the launch overhe
 saying so and exits 0.
 
 Run: .venv/bin/python bench/gpu_check.py [steps=8]
+
+A device machine with no copy of the embedded packages (the SmolLM2 GGUF is larger than what travels to it) runs the
+same check on models of the same shapes with random weights: here, ``bench/gpu_check.py --export-shapes .gpu``
+writes the two models' configs and tokenizers (no weights) into ``.gpu``; there, ``bench/gpu_check.py 8 --shapes
+.gpu`` builds the random weights and trains those folders. Speed and memory are those of the real models; the losses
+mean nothing.
 """
 
 from __future__ import annotations
@@ -57,13 +63,13 @@ def instruction_data(rows: int = 256) -> PreparedData:
     return prepare(Table(frame, "utf-8", ","), "causal-lm", ColumnMapping(prompt="prompt", response="response"))
 
 
-def run(data: PreparedData, base: str, task: str, gpus: list[int], steps: int) -> dict:
+def run(data: PreparedData, base: str, task: str, gpus: list[int], steps: int, roots: list[Path]) -> dict:
     s = preset("quick", task)
     per_step = s.batch_size * s.grad_accum
     epochs = steps * per_step / (len(data.examples) * (1 - s.val_split))
     s = TrainSettings.from_dict({"epochs": round(epochs, 3), "patience": 0, "eval_every": 10_000}, base=s)
     with tempfile.TemporaryDirectory() as folder:
-        config = AppConfig(data_dir=Path(folder), cache_dir=AppConfig.from_env().cache_dir)
+        config = AppConfig(data_dir=Path(folder), cache_dir=AppConfig.from_env().cache_dir, extra_model_roots=roots)
         hardware = HardwareSettings(device="cuda:" + ",".join(map(str, gpus)), processes=len(gpus))
         job = TrainingJob(config, DeviceSlots(), data, s, base, name="gpu-check", hardware=hardware)
         started = time.time()
@@ -80,21 +86,60 @@ def run(data: PreparedData, base: str, task: str, gpus: list[int], steps: int) -
                 "peak_gpu_mb": m.get("peak_gpu_mb"), "launch_s": round(first - started, 1)}
 
 
+WEIGHTS = (".safetensors", ".gguf", ".bin", ".pt", ".md")
+
+
+def export_shapes(folder: Path) -> None:
+    """The embedded models' configs and tokenizers, without their weights, into ``folder/<name>``."""
+    import shutil
+
+    from pipelines.models.embedded import EMBEDDED, ensure_local_folder
+
+    config = AppConfig.from_env()
+    for name in ("smollm2-135m-instruct", "minilm-l6"):
+        source, target = ensure_local_folder(EMBEDDED[name], config.cache_dir), folder / name
+        target.mkdir(parents=True, exist_ok=True)
+        for item in source.iterdir():
+            if item.is_file() and not item.name.endswith(WEIGHTS) and not item.name.startswith("."):
+                shutil.copyfile(item, target / item.name)
+        print(f"{name}: {sorted(p.name for p in target.iterdir())}")
+
+
+def build_random(folder: Path) -> None:
+    """Random weights (seeded) for each exported config in ``folder``, saved as safetensors beside it."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    for name, cls in (("smollm2-135m-instruct", AutoModelForCausalLM), ("minilm-l6", AutoModel)):
+        target = folder / name
+        if not (target / "model.safetensors").exists():
+            cls.from_config(AutoConfig.from_pretrained(target)).save_pretrained(target)
+
+
 def main() -> None:
     import torch
 
+    if "--export-shapes" in sys.argv:
+        export_shapes(Path(sys.argv[sys.argv.index("--export-shapes") + 1]))
+        return
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device on this machine (torch.cuda.is_available() is False); nothing to check.")
         return
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 8
+    shapes = Path(sys.argv[sys.argv.index("--shapes") + 1]).resolve() if "--shapes" in sys.argv else None
+    if shapes is not None:
+        build_random(shapes)
+        print(f"random weights with the embedded models' shapes, from {shapes} (losses mean nothing)")
     gpus = [g.index for g in list_gpus()] or list(range(torch.cuda.device_count()))
     print(f"{len(gpus)} GPU(s): {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}, "
           f"bf16 supported: {torch.cuda.is_bf16_supported()}")
     cases = [("smollm2-135m-instruct", "causal-lm", instruction_data()), ("minilm-l6", "classification",
                                                                          classification_data())]
     for base, task, data in cases:
+        ref = str(shapes / base) if shapes is not None else base
         for chosen in ([gpus[0]], gpus) if len(gpus) > 1 else ([gpus[0]],):
-            result = run(data, base, task, chosen, steps)
+            result = run(data, ref, task, chosen, steps, roots=[shapes] if shapes is not None else [])
             print(f"{base} {task} on {len(chosen)} GPU(s): {json.dumps(result)}", flush=True)
 
 

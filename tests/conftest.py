@@ -145,3 +145,15 @@ def choose(page, label: str) -> None:
         if option.is_checked():
             return
     assert option.is_checked(), f"{label!r} did not stay checked"
+
+
+def fill_kept(field, value: str) -> None:
+    """Type ``value`` into ``field`` (then Tab), again if the field was reset meanwhile: an accordion's fields mount
+    on first open, and a value typed while they mount can be lost."""
+    for _ in range(10):
+        field.fill(value)
+        field.press("Tab")
+        field.page.wait_for_timeout(300)
+        if field.input_value() == value:
+            return
+    assert field.input_value() == value, f"the field did not keep {value!r}"

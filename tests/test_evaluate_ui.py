@@ -12,6 +12,7 @@ from gradio_client import Client, handle_file
 from playwright.sync_api import expect
 
 from tests.app_server import free_port, wait_for_http
+from tests.conftest import fill_kept
 from tests.test_i18n_ui import VISIBLE_TEXT_JS, _identifiers, _open_accordions, english_words
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -115,14 +116,7 @@ def test_progress_shows_rows_and_eta_and_stop_keeps_the_scored_rows(evaluate_app
         page.goto(evaluate_app["url"], wait_until="load")
         _upload_and_pick(page, file, model)
         page.get_by_text("Options", exact=True).click()
-        cap = page.get_by_label("Row cap")
-        for _ in range(10):  # the accordion's fields mount on first open and may reset a value typed meanwhile
-            cap.fill("20000")
-            cap.press("Tab")
-            page.wait_for_timeout(300)
-            if cap.input_value() == "20000":
-                break
-        assert cap.input_value() == "20000"
+        fill_kept(page.get_by_label("Row cap"), "20000")
         page.get_by_role("button", name="Evaluate", exact=True).click()
         status = page.locator("#evaluate-status")
         expect(status).to_contain_text(re.compile(r"Scored \d+ of 20000 rows, about \d+:\d\d left"), timeout=120_000)

@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from playwright.sync_api import expect
 
-from tests.conftest import open_tab
+from tests.conftest import fill_kept, open_tab
 
 WORDS_POS = ["great", "wonderful", "brilliant", "lovely", "superb", "fantastic"]
 WORDS_NEG = ["terrible", "awful", "boring", "dreadful", "horrible", "dull"]
@@ -96,15 +96,13 @@ def test_settings_saved_as_a_preset_load_back_in_the_browser(page) -> None:
     open_tab(page, "Fine-tune")
     page.locator("#ft-settings").get_by_role("button").first.click()
     rate = page.locator("#ft-settings").get_by_label("Learning rate")
-    rate.fill("0.0042")
-    rate.press("Tab")
+    fill_kept(rate, "0.0042")
     page.locator("#ft-presets").get_by_role("button").first.click()
     page.locator("#ft-preset-name input, #ft-preset-name textarea").first.fill("browser preset")
     page.locator("#ft-preset-save").click()
     expect(page.locator("#ft-preset-status")).to_contain_text('Saved the settings as preset "browser preset"',
                                                               timeout=30_000)
-    rate.fill("0.0001")
-    rate.press("Tab")
+    fill_kept(rate, "0.0001")
     page.locator("#ft-preset-load").click()
     expect(page.locator("#ft-preset-status")).to_contain_text('Loaded preset "browser preset"', timeout=30_000)
     expect(rate).to_have_value("0.0042")

@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.conftest import open_tab
+from tests.conftest import fill_kept, open_tab
 from tests.test_finetune_ui import write_csv
 
 
@@ -18,7 +18,7 @@ def test_probe_table_appears_during_a_run(page, tiny_root, tmp_path) -> None:
     base.fill(str(tiny_root / "tiny-bert"))
     base.press("Enter")
     page.locator("#ft-probes-inputs").get_by_role("button").first.click()
-    page.locator("#ft-probes textarea").fill("a superb lovely film\na dull boring film")
+    fill_kept(page.locator("#ft-probes textarea"), "a superb lovely film\na dull boring film")
     page.locator("#ft-start").click()
     table = page.locator("#ft-probe-table")
     expect(table).to_contain_text("a superb lovely film", timeout=120_000)
@@ -45,8 +45,8 @@ def test_domain_task_trains_on_a_text_file_and_shows_before_and_after(page, tiny
     base.fill(str(tiny_root / "tiny-llama"))
     base.press("Enter")
     page.locator("#ft-settings").get_by_role("button").first.click()
-    page.get_by_label("Epochs").fill("1")
-    page.get_by_label("Max length (tokens)").fill("32")
+    fill_kept(page.get_by_label("Epochs"), "1")
+    fill_kept(page.get_by_label("Max length (tokens)"), "32")
     page.locator("#ft-start").click()
     log = page.locator("#ft-log textarea")
     # The log textarea's value (not its text) holds the lines; a session's previous run may still be shown.
