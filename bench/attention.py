@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/attention.py [repeats] [--browser]
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from bench.timing import median_seconds  # noqa: E402
 from pipelines.attention import AttentionInput, BertvizOptions, Selection, build_views  # noqa: E402
 from pipelines.attention.bertviz_html import iframe  # noqa: E402
 from pipelines.attention.extract import backbone, load_for_attention  # noqa: E402
@@ -35,16 +35,6 @@ MODELS = ("minilm-l6", "smollm2-135m-instruct")
 LENGTHS = (64, 256, 512)
 TEXT = "The animal didn't cross the street because it was too tired, so it lay down and slept. " * 80
 SERVED = BertvizOptions.for_mode("served")
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: first calls pay for allocations and kernel selection
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def baseline(ctx: AppContext, ref: str, tokens: int):

@@ -15,15 +15,17 @@ ratio is the median of the per-pair ratios (the shared machine's load hits both 
 ``ratio N``: N = logit-lens seconds over the bare SmolLM2 forward-pass seconds (128 tokens), i.e. how many forward
 passes one logit lens costs.
 
-Run: .venv/bin/python bench/insight.py [repeats] [--panel] [--panel-only]
+With ``--models DIR`` the two models are the folders ``DIR/smollm2-135m-instruct`` and ``DIR/minilm-l6`` (the
+random-weight copies ``bench/gpu_check.py --shapes DIR`` builds on a device machine without the embedded weights).
+The floors printed first are the seconds the arithmetic alone needs at this machine's measured float32 peak.
+
+Run: .venv/bin/python bench/insight.py [repeats] [--panel] [--panel-only] [--models DIR]
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from bench.timing import load_average, matmul_gflops, paired  # noqa: E402
 from pipelines.context import AppContext  # noqa: E402
 from pipelines.insight.attribution import make_explainer  # noqa: E402
 from pipelines.insight.logit_lens import LensInput, LogitLensTask  # noqa: E402
@@ -41,41 +44,34 @@ TEXT = ("The animal didn't cross the street because it was too tired, so it lay 
         "slept until the sun went down over the hills. ") * 20
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def layer_gflop(model, tokens: int) -> float:
+    """GFLOP of one forward pass of the decoder layers on ``tokens`` tokens: their linear layers plus the attention
+    products (the embeddings and the LM head not counted)."""
+    import torch
+
+    config = model.config
+    layers = getattr(getattr(model, "model", model), "layers", [])
+    linear = sum(m.weight.numel() for layer in layers for m in layer.modules() if isinstance(m, torch.nn.Linear))
+    return (2 * tokens * linear + 4 * config.num_hidden_layers * tokens * tokens * config.hidden_size) / 1e9
 
 
-def paired(fn, reference, repeats: int, warm: bool = True) -> tuple[float, float, float]:
-    """Medians of ``fn`` and ``reference`` timed alternately (the shared machine's load hits both alike), and the
-    median of the per-pair ratios."""
-    if warm:
-        fn(), reference()  # warm-up
-    ours, refs, ratios = [], [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        middle = time.perf_counter()
-        reference()
-        ended = time.perf_counter()
-        ours.append(middle - started)
-        refs.append(ended - middle)
-        ratios.append(ours[-1] / refs[-1])
-    return statistics.median(ours), statistics.median(refs), statistics.median(ratios)
-
-
-def load_average() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+def floors(model, tokens: int, peak: float) -> None:
+    """The seconds the arithmetic alone needs at this CPU's measured float32 peak, for the two goals."""
+    config = model.config
+    lens = 2 * (config.num_hidden_layers + 1) * tokens * config.hidden_size * config.vocab_size / 1e9
+    forward = layer_gflop(model, tokens)
+    ig = 32 * 2 * forward  # each step: a forward and a backward to the inputs (no weight gradients), about as much
+    print(f"float32 matmul peak on this CPU: {peak:.0f} GFLOP/s (best of 5, {load_average()})")
+    print(f"arithmetic floor, logit lens: LM head over {config.num_hidden_layers + 1} rows x {tokens} positions = "
+          f"{lens:.0f} GFLOP -> {lens / peak:.2f} s at that peak (goal 0.5 s)")
+    print(f"arithmetic floor, panel: integrated gradients 32 steps x (forward {forward:.1f} GFLOP + backward to the "
+          f"inputs) = {ig:.0f} GFLOP -> {ig / peak:.2f} s at that peak (goal 1.5 s for the whole panel)")
 
 
 def bare_forward(loaded, tokens: int):
     ids = loaded.tokenizer(TEXT, return_tensors="pt", truncation=True, max_length=tokens)
     ids.pop("token_type_ids", None)
+    ids = {k: v.to(loaded.model.device) for k, v in ids.items()}
 
     def run() -> None:
         with torch.inference_mode():
@@ -91,12 +87,17 @@ def cut_text(tokenizer, tokens: int) -> str:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    models = Path(sys.argv[sys.argv.index("--models") + 1]).resolve() if "--models" in sys.argv else None
+    args = [a for a in sys.argv[1:] if a.isdigit()]
     repeats = int(args[0]) if args else 3
+    if models is not None:
+        os.environ["LMW_MODEL_ROOTS"] = str(models)
+    smol_ref, mini_ref = (str(models / n) if models else n for n in ("smollm2-135m-instruct", "minilm-l6"))
     ctx = AppContext.create()
     print(f"torch threads: {torch.get_num_threads()}, tokens: {TOKENS}, repeats: {repeats}")
 
-    smol = ctx.manager.load("smollm2-135m-instruct", "causal-lm")
+    smol = ctx.manager.load(smol_ref, "causal-lm")
+    floors(smol.model, TOKENS, matmul_gflops())
     lens_ratio = float("nan")
     if "--panel-only" not in sys.argv:
         lens = LogitLensTask(smol)
@@ -106,7 +107,7 @@ def main() -> None:
         print(f"logit lens ({TOKENS} tokens, {smol.model.config.num_hidden_layers + 1} rows): {lens_s:.3f} s "
               f"({lens_ratio:.1f}x forward, paired); {load_average()}")
 
-        explainer = make_explainer(ctx.manager, ClassifierSpec("embeddings", "minilm-l6", "sports, cooking, finance"))
+        explainer = make_explainer(ctx.manager, ClassifierSpec("embeddings", mini_ref, "sports, cooking, finance"))
         text = cut_text(explainer.tokenizer, TOKENS)
         mini = bare_forward(explainer.loaded, TOKENS)
         ig_s, mini_s, ig_ratio = paired(lambda: explainer.explain(text, None, "integrated_gradients", 32), mini,
@@ -124,7 +125,7 @@ def main() -> None:
         ids = smol.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
         prompt, answer = smol.tokenizer.decode(ids[:TOKENS - 8]), smol.tokenizer.decode(ids[TOKENS - 8:TOKENS])
         settings = {"mode": "completion", "precision": "float32"}
-        args = ("smollm2-135m-instruct", prompt, answer, 7, settings)
+        args = (smol_ref, prompt, answer, 7, settings)
         first_s, ref_s, first_ratio = paired(lambda: inspector.first_look(*args), bare_forward(smol, TOKENS), repeats)
         print(f"panel first look (alternatives + attention, {TOKENS} tokens): {first_s:.3f} s "
               f"({first_ratio:.1f}x forward, paired); {load_average()}")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines.attention.capture import capture
 from pipelines.attention.extract import (
     MIN_TOKENS,
     AttentionInput,
@@ -69,6 +70,9 @@ class AttentionTask(Task[AttentionInput, AttentionResult]):
             if len(batches) == 1:
                 return [self.forward(batches[0])]
             padded, lengths = _pad([b["inputs"] for b in batches], self.tokenizer)
+            taken = capture(self.module, padded, lengths)
+            if taken is not None:
+                return [{**batch, "attentions": array} for batch, array in zip(batches, taken, strict=True)]
             outputs = self.module(**padded, output_attentions=True, return_dict=True)
             attentions = list(getattr(outputs, "attentions", None) or [])
             del outputs
@@ -119,6 +123,9 @@ class AttentionTask(Task[AttentionInput, AttentionResult]):
                 "b_start": b_start, "notes": notes}
 
     def forward(self, batch: dict) -> dict:
+        taken = capture(self.module, batch["inputs"], [int(batch["inputs"]["input_ids"].shape[1])])
+        if taken is not None:  # layer by layer: one layer's weights held at a time
+            return {**batch, "attentions": taken[0]}
         outputs = self.module(**batch["inputs"], output_attentions=True, return_dict=True)
         attentions = list(getattr(outputs, "attentions", None) or [])
         del outputs  # each layer's tensor is freed as soon as it is copied (peak: one copy, not two)
