@@ -97,10 +97,11 @@ def forget_prompt(service: GenerationService, settings: GenerationSettings) -> N
 
 
 def direct_llama(threads: int | None) -> Llama:
-    """Plain ``llama_cpp.Llama`` on the same GGUF file (``threads=None``: its own default thread count)."""
+    """Plain ``llama_cpp.Llama`` on the same GGUF file (``threads=None``: its own default thread count); the
+    prompt is evaluated with llama.cpp's default (every core), as the app does."""
     from pipelines.models.embedded import EMBEDDED, source_path
 
-    kwargs = {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
+    kwargs = {} if threads is None else {"n_threads": threads}
     return Llama(str(source_path(EMBEDDED[MODEL])), n_ctx=2048, verbose=False, **kwargs)
 
 

@@ -294,3 +294,23 @@ def test_warmup_measures_no_torch_precision_when_llamacpp_answers(config, monkey
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # "import llama_cpp" now raises ImportError
     keys = [step.label.key for step in warmup.default_steps(config)]
     assert keys[-1] == "warmup.step.precision"
+
+
+def test_thread_tuner_tunes_decoding_threads_and_keeps_every_core_for_the_prompt(monkeypatch) -> None:
+    """One thread may win for decoding on a busy 2-core machine; the prompt is still evaluated on every core."""
+    import os
+
+    import llama_cpp
+
+    from pipelines.generation.llamacpp_threads import LlamaThreadTuner
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(llama_cpp, "llama_set_n_threads", lambda ctx, n, n_batch: calls.append((n, n_batch)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    tuner = LlamaThreadTuner(type("FakeLlama", (), {"ctx": object()})())
+    tuner.best = 1
+    tuner.apply()
+    assert calls[-1] == (1, 2)
+    tuner.pinned = 1  # a thread count the user pinned holds for both
+    tuner.apply()
+    assert calls[-1] == (1, 1)
