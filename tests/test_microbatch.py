@@ -141,6 +141,39 @@ def test_concurrent_zero_shot_by_embeddings_share_the_encoder_forward(ctx: AppCo
     np.testing.assert_allclose(classifiers[0].encoder.encode(TEXTS), alone_vectors(ctx), atol=1e-5)
 
 
+def tiny_nli(tiny_root: Path) -> str:
+    """A tiny random BERT with NLI labels (entailment first), saved beside the other tiny models."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folder = tiny_root / "tiny-nli"
+    if not (folder / "config.json").exists():
+        config = BertConfig.from_pretrained(tiny_root / "tiny-bert", num_labels=3,
+                                            id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
+                                            label2id={"entailment": 0, "neutral": 1, "contradiction": 2})
+        BertForSequenceClassification(config).save_pretrained(folder)
+        AutoTokenizer.from_pretrained(tiny_root / "tiny-bert").save_pretrained(folder)
+    return str(folder)
+
+
+def test_concurrent_nli_zero_shot_requests_share_forward_passes(ctx: AppContext, tiny_root: Path) -> None:
+    """NLI zero-shot with the same labels: 4 users' texts (12 text-label pairs) run in one forward, each result as
+    when alone; alone, each request takes a forward of its own 3 pairs."""
+    spec = ClassifierSpec("nli", tiny_nli(tiny_root), "sports, cooking, finance")
+    alone = [make_classifier(ctx.manager, spec).classify([text])[0] for text in TEXTS]
+    batcher = MicroBatcher(window_s=0.3, max_items=16)
+    classifier = make_classifier(ctx.manager, spec, batcher=batcher)
+    loaded = ctx.manager.load(spec.model, "seq-cls")
+    calls, handle = count_forwards(loaded.model)
+    try:
+        out = together(4, lambda i: classifier.classify([TEXTS[i]])[0])
+    finally:
+        handle.remove()
+    assert calls == [12], calls
+    for got, want in zip(out, alone, strict=True):
+        assert got["label"] == want["label"]
+        assert got["scores"] == pytest.approx(want["scores"], abs=1e-5)
+
+
 def alone_vectors(ctx: AppContext) -> np.ndarray:
     from pipelines.tasks.embeddings import get_encoder
 

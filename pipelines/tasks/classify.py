@@ -123,7 +123,8 @@ class NLIZeroShot(BaseClassifier):
 
     batch_size = 4
 
-    def __init__(self, loaded: LoadedModel, labels: list[str], template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(self, loaded: LoadedModel, labels: list[str], template: str = DEFAULT_TEMPLATE,
+                 batcher: MicroBatcher | None = None) -> None:
         from transformers import ZeroShotClassificationPipeline
 
         label2id = {str(k).lower(): v for k, v in (loaded.model.config.label2id or {}).items()}
@@ -131,9 +132,18 @@ class NLIZeroShot(BaseClassifier):
             raise InputError("classify.not_nli", model=loaded.ref.name)
         self.labels, self.template = labels, _fill(template, "{}")
         self.pipe = ZeroShotClassificationPipeline(model=loaded.model, tokenizer=loaded.tokenizer)
+        self.key, self.batcher = loaded.key, batcher  # batcher: callers with the same labels share forward passes
 
     def classify(self, texts: list[str]) -> list[dict]:
-        outputs = self.pipe(texts, candidate_labels=self.labels, hypothesis_template=self.template)
+        if self.batcher is not None and texts:
+            key = ("nli", self.key, tuple(self.labels), self.template)
+            return self.batcher.run(key, list(texts), self._classify)
+        return self._classify(texts)
+
+    def _classify(self, texts: list[str]) -> list[dict]:
+        """:meth:`classify` for these texts in one pipeline call (its mini-batches of ``batch_size`` pairs)."""
+        outputs = self.pipe(texts, candidate_labels=self.labels, hypothesis_template=self.template,
+                            batch_size=self.batch_size * len(self.labels))  # (text, label) pairs per forward
         outputs = outputs if isinstance(outputs, list) else [outputs]
         results = []
         for out in outputs:
@@ -213,7 +223,8 @@ def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any =
     """Build the classifier for ``spec``; every classifier has ``classify(texts) -> [{label, scores}]``.
 
     With ``batcher`` (``ctx.batcher``), concurrent single requests on the same fine-tuned classifier or encoder
-    share forward passes (NLI and LM zero-shot run per request)."""
+    share forward passes, and so do NLI zero-shot requests with the same labels and template (LM zero-shot runs
+    per request)."""
     method = check_method(spec.method)
     ref = (spec.model or "").strip() or DEFAULT_MODELS.get(method.value, "")
     if method == Method.FINETUNED:
@@ -227,5 +238,5 @@ def make_classifier(manager: ModelManager, spec: ClassifierSpec, progress: Any =
     if method == Method.NLI:
         if not ref:
             raise InputError("classify.nli_model_needed")
-        return NLIZeroShot(manager.load(ref, "seq-cls", progress=progress), labels, spec.template)
+        return NLIZeroShot(manager.load(ref, "seq-cls", progress=progress), labels, spec.template, batcher)
     return LMZeroShot(manager.load(ref, "causal-lm", progress=progress), labels)
