@@ -36,3 +36,21 @@ def test_layer_by_layer_weights_equal_output_attentions(ctx, tiny_root, kind) ->
                                        atol=1e-5)
         plain = module(**encodings[0], return_dict=True)  # outside capture the hooks take nothing
         assert getattr(plain, "attentions", None) is None
+
+
+def test_a_copied_model_captures_its_own_weights(ctx, tiny_root) -> None:
+    import copy
+
+    import torch
+
+    module, _ = backbone(load_for_attention(ctx.manager, str(tiny_root / "tiny-llama")).model)
+    ids = {"input_ids": torch.tensor([[1, 2, 3, 4, 5]])}
+    with torch.inference_mode():
+        first = capture(module, ids, [5])
+        twin = copy.deepcopy(module)
+        with torch.no_grad():
+            for p in twin.parameters():
+                p.mul_(0.5)
+        second = capture(twin, ids, [5])
+    assert first is not None and second is not None
+    assert not np.allclose(first[0], second[0])  # the copy's own weights, not the original's

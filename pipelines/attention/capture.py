@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-HOOKED = "_lmw_attention_hooks"  # the module attribute that marks a backbone whose attention modules are hooked
+HOOKED = "_lmw_attention_hooks"  # the backbone's attribute holding its :class:`Hooks`
 
 
 @dataclass
@@ -39,8 +39,17 @@ class Sink:
         self.taken += 1
 
 
-_SINK: ContextVar[Sink | None] = ContextVar("lmw_attention_sink", default=None)
-_INSTALLING = threading.Lock()  # two first requests at once must not hook the modules twice
+@dataclass(eq=False)
+class Hooks:
+    """One backbone's hooks: the sink of the forward running in this context, and how many modules are hooked."""
+
+    sink: ContextVar[Sink | None] = field(default_factory=lambda: ContextVar("lmw_attention_sink", default=None))
+    lock: threading.Lock = field(default_factory=threading.Lock)  # two first requests must not hook twice
+    count: int | None = None
+
+    def __deepcopy__(self, memo: dict) -> Hooks:
+        """A copied model hooks its own modules on its first capture (a ContextVar cannot be copied)."""
+        return Hooks()
 
 
 def _specs(module: Any) -> list[tuple[type | None, str | None, str | None, int]]:
@@ -80,43 +89,43 @@ def attention_modules(module: Any) -> list[tuple[Any, int]]:
     return found
 
 
-def install(module: Any) -> int:
-    """Hook ``module``'s attention modules once (the hooks do nothing outside :func:`capture`); their count."""
-    count = getattr(module, HOOKED, None)
-    if count is not None:
-        return count
-    with _INSTALLING:
-        count = getattr(module, HOOKED, None)
-        return count if count is not None else _install(module)
+def install(module: Any) -> Hooks:
+    """Hook ``module``'s attention modules once (the hooks do nothing outside :func:`capture`)."""
+    hooks = module.__dict__.setdefault(HOOKED, Hooks())  # atomic: every thread gets the same Hooks
+    if hooks.count is None:
+        with hooks.lock:
+            if hooks.count is None:
+                hooks.count = _install(module, hooks)
+    return hooks
 
 
-def _install(module: Any) -> int:
+def _install(module: Any, hooks: Hooks) -> int:
     found = attention_modules(module)
 
     def hook_for(index: int):
         def hook(_mod: Any, _args: Any, output: Any) -> None:
-            sink = _SINK.get()
+            sink = hooks.sink.get()
             if sink is not None and isinstance(output, tuple) and len(output) > index and output[index] is not None:
                 sink.take(output[index])
         return hook
 
     for sub, index in found:
         sub.register_forward_hook(hook_for(index))
-    setattr(module, HOOKED, len(found))
     return len(found)
 
 
 def capture(module: Any, inputs: dict, lengths: list[int]) -> list[np.ndarray] | None:
     """Run ``module`` on ``inputs`` and return, for each batch row, its (layers, heads, n, n) float32 weights cut to
     its length in ``lengths``; None when this model's attention modules give no weights this way."""
-    layers = install(module)
+    hooks = install(module)
+    layers = hooks.count or 0
     if layers == 0:
         return None
     sink = Sink(lengths, layers)
-    token = _SINK.set(sink)
+    token = hooks.sink.set(sink)
     try:
         outputs = module(**inputs, output_attentions=False, return_dict=True)
         del outputs
     finally:
-        _SINK.reset(token)
+        hooks.sink.reset(token)
     return sink.arrays if sink.taken == layers and sink.arrays else None
