@@ -20,6 +20,7 @@ from components.models import build_models_tab
 from components.openai_api import openai_routes
 from components.shell_warmup import warmup_banner
 from components.summarize import build_summarize_tab
+from components.users_files import login_button, user_files_middleware
 from components.users_gate import users_middleware
 from pipelines.config import AppConfig
 from pipelines.context import AppContext
@@ -55,6 +56,7 @@ def build_app(ctx: AppContext | None = None) -> gr.Blocks:
         with gr.Row():
             gr.Markdown(t("app.title"), elem_id="app-title")
             language_selector(demo)
+            login_button(ctx)  # "Sign in with Hugging Face" with LMW_HF_OAUTH only
         gr.Markdown(t("app.subtitle"))
         for key, builder in TABS:
             with gr.Tab(t(key), id=key.removeprefix("tab.")):
@@ -88,7 +90,7 @@ def launch_kwargs(config: AppConfig | None = None, ctx: AppContext | None = None
     (``LMW_USERS``: Gradio's login checks the hashed passwords) and the users' gate on Gradio's routes."""
     config = config or (ctx.config if ctx is not None else AppConfig.from_env())
     auth = (config.username, config.password) if config.username and config.password else None
-    if ctx is not None and ctx.users.enabled:
+    if ctx is not None and ctx.users.passwords:
         auth = ctx.users.check
     return {
         "server_name": config.server_name,
@@ -103,7 +105,8 @@ def launch_kwargs(config: AppConfig | None = None, ctx: AppContext | None = None
         # Gradio's "Runs" footer link has no Chinese text: the footer keeps its translated links only.
         "footer_links": ["api", "gradio", "settings"],
         "ssr_mode": False,  # the page comes from Python, so the language switch's middleware can reach it
-        "app_kwargs": {"middleware": [*language_middleware(), *(users_middleware(ctx) if ctx else [])]},
+        "app_kwargs": {"middleware": [*language_middleware(), *user_files_middleware(ctx),
+                                      *(users_middleware(ctx) if ctx else [])]},
     }
 
 

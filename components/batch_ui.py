@@ -20,6 +20,7 @@ from pipelines.errors import InputError
 from pipelines.messages import Msg, has_key
 from pipelines.sessions import session_key
 from pipelines.tasks.batch import BatchJob, ProcessFn, batch_kind, pick_column, result_frame, write_outputs
+from pipelines.user_files import output_folder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,6 +148,7 @@ class BatchRun:
     refs: list[str] | None
     spec: BatchSpec
     lang: str
+    user: str | None = None  # with login: the downloads go to this user's folder (only they can fetch them)
 
     def status(self) -> str:
         return say(self.job.status(), self.lang)
@@ -159,7 +161,7 @@ class BatchRun:
         """Final outputs: status with notes, preview, the two download files, metrics text and figure."""
         job, spec = self.job, self.spec
         results = result_frame(self.frame, job.results)
-        files = write_outputs(results, spec.stem) if job.done else None
+        files = write_outputs(results, spec.stem, output_folder(self.user, "lmw-batch-")) if job.done else None
         metrics_text, figure = "", None
         if self.refs is not None and spec.metrics is not None and job.done:
             note, figure = spec.metrics(results, self.refs[: job.done])
@@ -196,7 +198,7 @@ def run_batch(ctx: AppContext, tab: str, file: str | None, text_column: str | No
     spec.notes = [*table.notes, *cut_note, *spec.notes]
     refs = _texts(frame[ref_col].tolist()) if ref_col else None
     job = BatchJob(texts, spec.process, spec.batch_size)
-    batch = BatchRun(job, frame, refs, spec, lang)
+    batch = BatchRun(job, frame, refs, spec, lang, user)
     job.finalize = batch.final
     ctx.quotas.start_session_job(ctx.runs, ctx.sessions, session_key(request), batch_kind(tab), user)
     ctx.sessions.put(session_key(request), batch_kind(tab), job)

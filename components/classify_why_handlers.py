@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from components.users import user_of
 from pipelines.context import AppContext
 from pipelines.engines.internals import refuse_remote
 from pipelines.insight import figures
@@ -15,6 +16,7 @@ from pipelines.insight.attribution import DEFAULT_STEPS, Attribution, LabelExpla
 from pipelines.insight.export import file_stem, shaded_svg, write_downloads
 from pipelines.messages import Msg, render
 from pipelines.tasks.classify import DEFAULT_TEMPLATE, ClassifierSpec
+from pipelines.user_files import keep_for
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -83,6 +85,7 @@ class WhyHandlers:
                                                                        caption(result, lang), figures.shade)
                   for i, result in enumerate((predicted, second), 1) if result is not None}
         path, svgs = write_downloads("lmw-why-", ("why-this-label.html", page), images)
+        path, *svgs = keep_for(user_of(self.ctx), [path, *svgs], "lmw-why-", move=True)  # with login: the user's
         return WhyView(about(predicted, lang), first_html, second_html, chart, path, list(explainer.labels),
                        predicted, second, svgs)
 

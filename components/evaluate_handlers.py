@@ -17,6 +17,7 @@ from pipelines.evaluation.runner import Evaluation, EvaluationResult, start_eval
 from pipelines.evaluation.spec import EvalOptions, infer_task
 from pipelines.messages import Msg, has_key
 from pipelines.sessions import session_key
+from pipelines.user_files import keep_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,13 +133,15 @@ class EvaluateHandlers:
             self.ctx.quotas.start_session_job(self.ctx.runs, self.ctx.sessions, session, KIND, user)
         return start_evaluation(self.ctx, session, file, input_column, target_column, models, task, options)
 
-    def outputs(self, evaluation: Evaluation, lang: str, final: bool) -> Outputs:
-        """(status, summary, p-values, report JSON, changed rows, files, result) for the UI and the API."""
+    def outputs(self, evaluation: Evaluation, lang: str, final: bool, user: str | None = None) -> Outputs:
+        """(status, summary, p-values, report JSON, changed rows, files, result) for the UI and the API; with login
+        the files go to ``user``'s folder (only they and admins can download them)."""
         job = evaluation.job
         status = say(job.status(), lang)
         if not final:
             return f"{say(job.progress(), lang)} — {say(job.phase, lang)}", *(gr.skip(),) * 6
         result = evaluation.result(lang=lang)
+        result.files = keep_for(user, result.files, "lmw-evaluate-", move=True)
         notes = [*result.notes, Msg.of("evaluate.resample_note", resamples=result.report.get("resamples", 0),
                                        seed=result.report.get("seed", 0))]
         status += "\n\n" + "\n".join(f"- {say(n, lang)}" for n in notes)
@@ -161,11 +164,11 @@ class EvaluateHandlers:
         options = EvalOptions(int(max_rows or 0), int(max_new_tokens or 0), int(resamples or 0), int(seed or 0))
         from components.users import user_of
 
-        evaluation = self.start(file, input_column, target_column, models, task, options, session_key(request),
-                                user_of(self.ctx, request))
+        user = user_of(self.ctx, request)
+        evaluation = self.start(file, input_column, target_column, models, task, options, session_key(request), user)
         report = msg_reporter(progress, lang)
         job = evaluation.job
-        job.finalize = lambda: self.outputs(evaluation, lang, final=True)
+        job.finalize = lambda: self.outputs(evaluation, lang, final=True, user=user)
         shown = None
         try:
             while not job.wait(POLL_SECONDS):
@@ -178,7 +181,7 @@ class EvaluateHandlers:
             job.stop()  # cancelled or failed: stop the worker, keep what is scored
         if job.error and not job.done:
             raise InputError(job.error)
-        yield self.outputs(evaluation, lang, final=True)
+        yield self.outputs(evaluation, lang, final=True, user=user)
 
     def stop(self, request: gr.Request) -> Outputs:
         """Stop this session's evaluation and report on the rows every model has scored."""

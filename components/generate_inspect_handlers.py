@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from components.users import user_of
 from pipelines.context import AppContext
 from pipelines.errors import InputError
 from pipelines.generation.render import next_token_figure
@@ -17,6 +18,7 @@ from pipelines.insight.export import shaded_svg, write_downloads
 from pipelines.insight.generated import last_exchange
 from pipelines.insight.token_inspect import InspectResult, TokenInspector
 from pipelines.messages import Msg, render
+from pipelines.user_files import keep_for
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -116,7 +118,9 @@ class InspectHandlers:
                   "why-this-token-attributions.svg": shaded_svg(tokens, result.attributions,
                                                                 self.captions(result, layer, head, lang)[1],
                                                                 figures.shade)}
-        return write_downloads("lmw-token-", ("why-this-token.html", page), images)
+        path, svgs = write_downloads("lmw-token-", ("why-this-token.html", page), images)
+        path, *svgs = keep_for(user_of(self.ctx), [path, *svgs], "lmw-token-", move=True)  # with login: the user's
+        return path, svgs
 
     @staticmethod
     def captions(result: InspectResult, layer: Any = -1, head: Any = -1, lang: str = "en") -> tuple[str, str]:

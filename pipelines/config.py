@@ -92,6 +92,8 @@ class AppConfig:
     decode_batching: BatchingConfig = field(default_factory=BatchingConfig)  # concurrent generations share steps
     users: str = field(default="", repr=False)  # LMW_USERS: logins "name:hash[:admin],..." or a file (pipelines.users)
     api_keys: str = field(default="", repr=False)  # LMW_API_KEYS: "key:user,..." or a file; never logged
+    hf_oauth: bool = False  # LMW_HF_OAUTH=1: users sign in with Hugging Face (a Space with hf_oauth: true)
+    admins: str = ""  # LMW_ADMINS: "name,name2" are admins (Hugging Face usernames with LMW_HF_OAUTH)
     result_cache_mb: int = 384  # large per-session results (attention weights) kept server-side (LMW_RESULT_CACHE_MB)
     result_idle_s: float = 900.0  # a kept result unused this long is dropped (recomputed on the next use)
     microbatch_window_ms: float = 5.0  # how long a batch collects concurrent requests (LMW_MICROBATCH_WINDOW_MS)
@@ -151,6 +153,8 @@ class AppConfig:
             decode_batching=BatchingConfig.from_env(),
             users=os.environ.get("LMW_USERS", "").strip(),
             api_keys=os.environ.get("LMW_API_KEYS", "").strip(),
+            hf_oauth=os.environ.get("LMW_HF_OAUTH", "").strip().lower() in ("1", "true", "yes", "on"),
+            admins=os.environ.get("LMW_ADMINS", "").strip(),
             result_cache_mb=_env_int("LMW_RESULT_CACHE_MB", 384),
             microbatch_window_ms=_env_float("LMW_MICROBATCH_WINDOW_MS", 5.0),
             microbatch_max=max(1, _env_int("LMW_MICROBATCH_MAX", 8)),

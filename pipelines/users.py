@@ -96,10 +96,13 @@ class Users:
 
     users: tuple[User, ...] = ()
     keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (key, user name)
+    oauth: bool = False  # LMW_HF_OAUTH: users sign in with Hugging Face (a Space with hf_oauth), no passwords
+    named_admins: frozenset[str] = frozenset()  # LMW_ADMINS: admins by name (Hugging Face usernames with OAuth)
 
     @classmethod
-    def parse(cls, users: str = "", keys: str = "") -> Users:
-        """From the ``LMW_USERS`` and ``LMW_API_KEYS`` values (inline or file paths)."""
+    def parse(cls, users: str = "", keys: str = "", oauth: bool = False, admins: str = "") -> Users:
+        """From the ``LMW_USERS``, ``LMW_API_KEYS`` (inline or file paths), ``LMW_HF_OAUTH`` and ``LMW_ADMINS``
+        (``name,name2``) values."""
         parsed = tuple(parse_user(line) for line in _items(users))
         pairs = []
         for item in _items(keys):
@@ -107,16 +110,23 @@ class Users:
             if not sep or not key.strip() or not name.strip():
                 raise InputError("users.error.bad_key_line")
             pairs.append((key.strip(), name.strip()))
-        return cls(parsed, tuple(pairs))
+        named = frozenset(name.strip() for name in (admins or "").split(",") if name.strip())
+        return cls(parsed, tuple(pairs), bool(oauth), named)
 
     @property
     def enabled(self) -> bool:
-        """Whether the app has several logins (ownership is checked only then)."""
-        return bool(self.users)
+        """Whether the app has several logins, with passwords or Hugging Face OAuth (ownership is checked only
+        then)."""
+        return bool(self.users) or self.oauth
+
+    @property
+    def passwords(self) -> bool:
+        """Whether Gradio's own login form checks ``LMW_USERS`` passwords (not with Hugging Face OAuth)."""
+        return bool(self.users) and not self.oauth
 
     @property
     def admins(self) -> frozenset[str]:
-        return frozenset(u.name for u in self.users if u.admin)
+        return frozenset(u.name for u in self.users if u.admin) | self.named_admins
 
     def is_admin(self, name: str | None) -> bool:
         return bool(name) and name in self.admins
@@ -143,8 +153,10 @@ DUMMY_HASH = "scrypt$16384$8$1$00000000000000000000000000000000$" + "00" * 32
 
 
 def users_of(config: object) -> Users:
-    """The :class:`Users` an :class:`~pipelines.config.AppConfig` describes (``users`` and ``api_keys`` fields)."""
-    return Users.parse(getattr(config, "users", ""), getattr(config, "api_keys", ""))
+    """The :class:`Users` an :class:`~pipelines.config.AppConfig` describes (``users``, ``api_keys``, ``hf_oauth``
+    and ``admins`` fields)."""
+    return Users.parse(getattr(config, "users", ""), getattr(config, "api_keys", ""),
+                       bool(getattr(config, "hf_oauth", False)), getattr(config, "admins", ""))
 
 
 def can_see(owner: str, user: str | None, admins: frozenset[str] = frozenset()) -> bool:
