@@ -13,6 +13,7 @@ import gradio as gr
 
 from components.common import ErrorLine, examples
 from components.finetune_augment import augment_inputs, extend_augment
+from components.finetune_gguf_export import wire_gguf_export
 from components.finetune_handlers import NUMBER_FIELDS, REFRESH_S, FinetuneHandlers, RunsView, TrainView
 from components.finetune_hardware import HardwareForm, hardware_form
 from components.finetune_preflight import attach, build_compare_panel, build_preflight_panel, presets_row
@@ -82,6 +83,7 @@ class RunsPanel:
     zip_file: gr.File
     report: gr.Button
     card: gr.Button
+    gguf: gr.Button | None = None  # export the run merged into one GGUF file (components/finetune_gguf_export.py)
 
 
 def _data_form(ctx: AppContext) -> DataForm:
@@ -167,12 +169,14 @@ def _runs_panel(ctx: AppContext) -> RunsPanel:
         download = gr.Button(t("finetune.download"), elem_id="ft-download")
         report = gr.Button(t("evaluate.run_report"), elem_id="ft-run-report")
         card = gr.Button(t("evaluate.run_card"), elem_id="ft-run-card")
-        merge = gr.Button(t("finetune.merge"), elem_id="ft-merge")
+        with gr.Column(min_width=160):  # Merge and, below it, Export GGUF share one place in the row
+            merge = gr.Button(t("finetune.merge"), elem_id="ft-merge")
+            gguf = gr.Button(t("gguf_merged.export"), elem_id="ft-export-gguf")
         delete = gr.Button(t("finetune.delete"), variant="stop", elem_id="ft-delete")
     errors = ErrorLine(ctx, "ft-run-errors")
     action = gr.Markdown(elem_id="ft-action")
     zip_file = gr.File(label=t("finetune.zip"), interactive=False, elem_id="ft-zip")
-    return RunsPanel(table, pick, refresh, download, merge, delete, errors, action, zip_file, report, card)
+    return RunsPanel(table, pick, refresh, download, merge, delete, errors, action, zip_file, report, card, gguf)
 
 
 # ---- converting plain views into component updates -------------------------------------------------------
@@ -356,6 +360,7 @@ def _wire_runs(handlers: FinetuneHandlers, runs: RunsPanel) -> None:
     merge_event.then(refresh, runs.pick, [runs.table, runs.pick], api_visibility="private", show_progress="hidden")
     gr.api(list_runs, api_name="runs")
     runs.errors.watch(*events, merge_event)
+    wire_gguf_export(handlers, runs)
 
 
 def _wire_load(handlers: FinetuneHandlers, train: TrainPanel, runs: RunsPanel) -> None:

@@ -283,21 +283,26 @@ class FinetuneHandlers:
         return [view.run_record(r) for r in self.ctx.runs.list(None, user)]
 
     def download(self, run: str | None, user: str | None = None) -> str:
-        return str(self.ctx.runs.zip(check_run_id(run), user))
+        from pipelines.user_files import keep_for
+
+        return keep_for(user, [self.ctx.runs.zip(check_run_id(run), user)], "lmw-run-", move=True)[0]
 
     def run_report(self, run: str | None, lang: str = "en", user: str | None = None) -> str:
         """A self-contained HTML report of the run (settings, data, loss curves, evaluations, environment)."""
         from pipelines.evaluation.run_report import write_run_report
+        from pipelines.user_files import keep_for
 
         self.ctx.runs.check_owner(check_run_id(run), user)
-        return str(write_run_report(self.ctx.runs, check_run_id(run), lang))
+        return keep_for(user, [write_run_report(self.ctx.runs, check_run_id(run), lang)], "lmw-report-", move=True)[0]
 
     def run_card(self, run: str | None, lang: str = "en", user: str | None = None) -> str:
         """The same report as Markdown, for a model card."""
         from pipelines.evaluation.model_card import write_run_markdown
+        from pipelines.user_files import keep_for
 
         self.ctx.runs.check_owner(check_run_id(run), user)
-        return str(write_run_markdown(self.ctx.runs, check_run_id(run), lang))
+        return keep_for(user, [write_run_markdown(self.ctx.runs, check_run_id(run), lang)], "lmw-report-",
+                        move=True)[0]
 
     def merge(self, run: str | None, lang: str = "en",
               progress: Callable[[float, str], None] | None = None, user: str | None = None) -> str:
@@ -308,6 +313,18 @@ class FinetuneHandlers:
                                      base_location(info.base_model, self.ctx.config),
                                      self.ctx.config.allow_pickle_weights)
         return render("finetune.merged", lang, {"folder": str(folder)})
+
+    def export_gguf(self, run: str | None, lang: str = "en",
+                    progress: Callable[[float, str], None] | None = None, user: str | None = None) -> str:
+        """The run merged into one GGUF model file, ``<models_dir>/<run>-merged.gguf``, for llama.cpp."""
+        from pipelines.keyed_text import KeyedText
+        from pipelines.messages import Msg
+        from pipelines.training.gguf_merged import export_run
+
+        info = self.ctx.runs.get(check_run_id(run), user)
+        if progress is not None:
+            progress(0.0, KeyedText(Msg.of("gguf_merged.exporting", run=info.id)))
+        return export_run(info, self.ctx.config, progress).msg.render(lang)
 
     def delete(self, run: str | None, lang: str = "en", user: str | None = None) -> str:
         info = self.ctx.runs.find(check_run_id(run), user)

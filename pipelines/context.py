@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 from pipelines.config import AppConfig
 from pipelines.keyed_text import KeyedText
 from pipelines.limits import Limits
+from pipelines.messages import Msg
 from pipelines.models import EMBEDDED, ModelManager
+from pipelines.models.merged import merged_models
 from pipelines.models.refs import run_store
 from pipelines.models.warmup import Warmup
 from pipelines.sessions import Sessions
@@ -146,7 +148,8 @@ class AppContext:
         return Quotas.from_env()
 
     def model_choices(self, kinds: tuple[str, ...] = (), user: str | None = None) -> list[tuple[str, str]]:
-        """(label, reference) pairs for model pickers: embedded models, then complete runs.
+        """(label, reference) pairs for model pickers: embedded models, complete runs, then the merged models the
+        Fine-tune tab wrote into the models folder.
 
         ``kinds`` filters by model kind (e.g. ``("causal-lm",)``); empty means all.
         """
@@ -158,6 +161,10 @@ class AppContext:
         for run in self.runs.list(user=user):  # with login: the user's runs only (an admin's: all)
             if not kinds or run.kind in kinds or "any" in kinds:
                 choices.append((KeyedText(run.label_msg), run.reference))  # English str, translatable
+        for model in merged_models(self.config.models_dir, self.runs, user):  # Merge / Export as GGUF
+            if not kinds or model.kind in kinds or "any" in kinds:
+                label = Msg.of("models.merged_choice", name=model.name, engine=model.engine)
+                choices.append((KeyedText(label), str(model.path)))
         return choices
 
     def read_upload(self, upload: object, user: str | None = None, rows_used: int | None = None) -> Table:

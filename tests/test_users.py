@@ -160,7 +160,13 @@ def test_finetune_handlers_check_the_owner(ctx: AppContext) -> None:
     handlers = FinetuneHandlers(ctx)
     assert handlers.runs("en", user="bob").choices == ["bob-run"]
     assert [r["id"] for r in handlers.list_runs("alice")] == ["alice-run"]
-    assert Path(handlers.download("alice-run", "alice")).is_file()
+    zipped = Path(handlers.download("alice-run", "alice"))
+    assert zipped.is_file()
+    from pipelines.user_files import may_download, outputs_root, user_folder
+
+    assert zipped.resolve().is_relative_to(user_folder("alice").resolve())  # the zip lies in alice's own folder
+    roots = [outputs_root()]
+    assert not may_download(zipped, "bob", False, roots) and may_download(zipped, "alice", False, roots)
     for call in (lambda: handlers.download("alice-run", "bob"), lambda: handlers.delete("alice-run", "en", "bob"),
                  lambda: handlers.merge("alice-run", "en", None, "bob"),
                  lambda: handlers.resume("alice-run", "s1", user="bob")):

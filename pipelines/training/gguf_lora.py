@@ -44,7 +44,7 @@ LORA_SUFFIX = re.compile(r"\.lora_([AB])\.weight$")
 def gguf_lora_for_run(run_dir: Path, base_gguf: Path) -> Path:
     """The GGUF LoRA file of the causal-LM run in ``run_dir`` for ``base_gguf``, converted once and cached."""
     run_dir, base_gguf = Path(run_dir), Path(base_gguf)
-    _check_run(run_dir)
+    check_run(run_dir)
     adapter = run_dir / "adapter"
     weights, config = adapter / WEIGHTS_NAME, adapter / CONFIG_NAME
     if not weights.is_file() or not config.is_file():
@@ -55,12 +55,13 @@ def gguf_lora_for_run(run_dir: Path, base_gguf: Path) -> Path:
         return out
     base = read_base(base_gguf)
     lora_config = json.loads(config.read_text(encoding="utf-8"))
-    tensors = convert_tensors(_load_weights(weights), lora_config, base)
+    tensors = convert_tensors(load_weights(weights), lora_config, base)
     write_gguf_lora(out, base["arch"], float(lora_config.get("lora_alpha", lora_config.get("r", 8))), tensors)
     return out
 
 
-def _check_run(run_dir: Path) -> None:
+def check_run(run_dir: Path) -> None:
+    """A keyed error unless ``run_dir`` holds a finished causal-LM run."""
     from pipelines.training.enums import USABLE
     from pipelines.training.store import read_info
 
@@ -92,7 +93,8 @@ def read_base(base_gguf: Path) -> dict[str, Any]:
             "tensors": frozenset(t.name for t in reader.tensors)}
 
 
-def _load_weights(path: Path) -> dict[str, np.ndarray]:
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    """The adapter's safetensors weights as float32 numpy arrays."""
     from safetensors.torch import load_file
 
     return {name: tensor.float().numpy() for name, tensor in load_file(str(path), device="cpu").items()}
