@@ -15,18 +15,13 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+from components.asgi_helpers import ASGIApp, Receive, Scope, Send, buffered, cookie_user, header, send_json
 from components.i18n import cookie_lang
 from pipelines.messages import render
 from pipelines.user_files import may_download, outputs_root
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 FILE_ROUTE = re.compile(r"/gradio_api/file(?:=|/)(.+)$")
 EVENT_PATHS = re.compile(r"/gradio_api/(queue/join|call/|run/|api/)")
@@ -63,15 +58,8 @@ def strings(value: Any, depth: int = 0) -> list[str]:
     return [s for item in items for s in strings(item, depth + 1)]
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
-
-
 def _add_cookie(scope: Scope, cookie: str) -> None:
-    old = _header(scope, b"cookie")
+    old = header(scope, b"cookie")
     headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
     headers.append((b"cookie", f"{old}; {cookie}".strip("; ").encode("latin-1")))
     scope["headers"] = headers
@@ -96,7 +84,7 @@ class UserFilesGate:
             await self._refuse(scope, send)
             return
         if scope.get("method") == "POST" and EVENT_PATHS.search(scope.get("path", "")):
-            body, receive = await _buffered(receive)
+            body, receive = await buffered(receive)
             if body and len(body) <= MAX_SCANNED_BYTES and b"lmw-outputs" in body:
                 try:
                     found = strings(json.loads(body))
@@ -114,20 +102,12 @@ class UserFilesGate:
 
     def user(self, scope: Scope) -> str:
         """The request's user: its bearer key's, its Gradio login cookie's (also set for OAuth), or ``""``."""
-        given = _header(scope, b"authorization")
+        given = header(scope, b"authorization")
         if given.lower().startswith("bearer ") and self.ctx.users.keys:
             name = self.ctx.users.user_of_key(given[7:].strip())
             if name:
                 return name
-        app = scope.get("app")
-        cookie_id = getattr(app, "cookie_id", "")
-        for part in _header(scope, b"cookie").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
-                found = getattr(app, "tokens", {}).get(value.strip())
-                if found:
-                    return str(found)
-        return ""
+        return cookie_user(scope)
 
     def _oauth_login(self, scope: Scope) -> None:
         """With OAuth on and a signed-in session: log its Hugging Face user in for Gradio (a login token)."""
@@ -143,33 +123,9 @@ class UserFilesGate:
         _add_cookie(scope, f"access-token-{cookie_id}={token}; access-token-unsecure-{cookie_id}={token}")
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        lang = cookie_lang(_header(scope, b"cookie")) or "en"
+        lang = cookie_lang(header(scope, b"cookie")) or "en"
         sentence = render("users_files.error.not_yours", lang, {})
-        data = json.dumps({"detail": sentence, "error": sentence}, ensure_ascii=False).encode("utf-8")
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-        await send({"type": "http.response.body", "body": data})
-
-
-async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole request body, and a ``receive`` that gives it again to the app."""
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"", receive
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    body, sent = b"".join(chunks), False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
+        await send_json(send, 403, {"detail": sentence, "error": sentence})
 
 
 def user_files_middleware(ctx: Any) -> list:

@@ -12,17 +12,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from components.asgi_helpers import ASGIApp, Receive, Scope, Send, buffered, cookie_user, header, send_json
 from components.i18n import cookie_lang
 from pipelines.messages import render
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RUN_REF = re.compile(r"^run:([A-Za-z0-9][A-Za-z0-9_.-]{0,99})$")
 EVENT_PATHS = re.compile(r"/gradio_api/(queue/join|call/|run/|api/)")
@@ -41,13 +35,6 @@ def run_refs(value: Any, depth: int = 0) -> list[str]:
     return [ref for item in items for ref in run_refs(item, depth + 1)]
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
-
-
 class UsersGate:
     """Pure ASGI middleware; ``ctx`` gives the users (``ctx.users``) and the runs (``ctx.runs``)."""
 
@@ -62,16 +49,16 @@ class UsersGate:
             return
         user = self._key_login(scope)
         if self.ctx.users.enabled and scope.get("method") == "POST" and EVENT_PATHS.search(scope.get("path", "")):
-            body, receive = await _buffered(receive)
+            body, receive = await buffered(receive)
             refused = self._refused(scope, body, user)
             if refused is not None:
-                await _send_json(send, 403, {"detail": refused, "error": refused})
+                await send_json(send, 403, {"detail": refused, "error": refused})
                 return
         await self.app(scope, receive, send)
 
     def _key_login(self, scope: Scope) -> str | None:
         """With a valid bearer key and login on: add the key user's login cookie to the request; the user."""
-        given = _header(scope, b"authorization")
+        given = header(scope, b"authorization")
         if not given.lower().startswith("bearer ") or not self.ctx.users.keys:
             return None
         user = self.ctx.users.user_of_key(given[7:].strip())
@@ -82,7 +69,7 @@ class UsersGate:
         app.tokens[token] = user
         cookie_id = getattr(app, "cookie_id", "")
         cookie = f"access-token-{cookie_id}={token}; access-token-unsecure-{cookie_id}={token}"
-        old = _header(scope, b"cookie")
+        old = header(scope, b"cookie")
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
         headers.append((b"cookie", f"{old}; {cookie}".strip("; ").encode("latin-1")))
         scope["headers"] = headers
@@ -90,15 +77,7 @@ class UsersGate:
 
     def _user(self, scope: Scope) -> str:
         """The logged-in user of the request (from Gradio's login cookie), or "" for none."""
-        app = scope.get("app")
-        cookie_id = getattr(app, "cookie_id", "")
-        for part in _header(scope, b"cookie").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
-                user = getattr(app, "tokens", {}).get(value.strip())
-                if user:
-                    return str(user)
-        return ""
+        return cookie_user(scope)
 
     def _refused(self, scope: Scope, body: bytes, user: str | None) -> str | None:
         """The refusal sentence when the event names another user's run, else None."""
@@ -112,37 +91,9 @@ class UsersGate:
         who = user or self._user(scope)
         for run_id in run_refs(data):
             if self.ctx.runs.folder_of(run_id).is_dir() and not self.ctx.runs.visible(run_id, who):
-                lang = cookie_lang(_header(scope, b"cookie")) or "en"
+                lang = cookie_lang(header(scope, b"cookie")) or "en"
                 return render("users.error.not_yours", lang, {"run": run_id})
         return None
-
-
-async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole request body, and a ``receive`` that gives it again to the app."""
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"", receive
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    body, sent = b"".join(chunks), False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
-
-
-async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
-    data = json.dumps(content, ensure_ascii=False).encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
 
 
 def users_middleware(ctx: Any) -> list:

@@ -102,6 +102,22 @@ def count_forwards(module: Any) -> tuple[list[int], Any]:
     return calls, module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+def classify_together(model: Any, classifiers: list[Any]) -> tuple[list[int], list[dict]]:
+    """Classifier ``i`` classifies ``TEXTS[i]``, all at once; the batch sizes of ``model``'s forwards, the results."""
+    calls, handle = count_forwards(model)
+    try:
+        out = together(len(classifiers), lambda i: classifiers[i].classify([TEXTS[i]])[0])
+    finally:
+        handle.remove()
+    return calls, out
+
+
+def assert_same_results(out: list[dict], alone: list[dict]) -> None:
+    for got, want in zip(out, alone, strict=True):
+        assert got["label"] == want["label"]
+        assert got["scores"] == pytest.approx(want["scores"], abs=1e-5)
+
+
 def test_four_concurrent_classify_requests_share_one_forward(ctx: AppContext, tiny_root: Path) -> None:
     """A fine-tuned classifier: 4 users' single texts at once run in one forward, each result as when alone."""
     ctx.config.microbatch_window_ms = 300.0  # a wide window, so the 4 threads surely meet in it
@@ -128,16 +144,9 @@ def test_concurrent_zero_shot_by_embeddings_share_the_encoder_forward(ctx: AppCo
              for text, labels in zip(TEXTS, label_sets, strict=True)]
     classifiers = [make_classifier(ctx.manager, ClassifierSpec("embeddings", "minilm-l6", labels), batcher=batcher)
                    for labels in label_sets]
-    loaded = ctx.manager.load("minilm-l6", "encoder")
-    calls, handle = count_forwards(loaded.model)
-    try:
-        out = together(4, lambda i: classifiers[i].classify([TEXTS[i]])[0])
-    finally:
-        handle.remove()
+    calls, out = classify_together(ctx.manager.load("minilm-l6", "encoder").model, classifiers)
     assert calls == [4], calls
-    for got, want in zip(out, alone, strict=True):
-        assert got["label"] == want["label"]
-        assert got["scores"] == pytest.approx(want["scores"], abs=1e-5)
+    assert_same_results(out, alone)
     np.testing.assert_allclose(classifiers[0].encoder.encode(TEXTS), alone_vectors(ctx), atol=1e-5)
 
 
@@ -162,16 +171,9 @@ def test_concurrent_nli_zero_shot_requests_share_forward_passes(ctx: AppContext,
     alone = [make_classifier(ctx.manager, spec).classify([text])[0] for text in TEXTS]
     batcher = MicroBatcher(window_s=0.3, max_items=16)
     classifier = make_classifier(ctx.manager, spec, batcher=batcher)
-    loaded = ctx.manager.load(spec.model, "seq-cls")
-    calls, handle = count_forwards(loaded.model)
-    try:
-        out = together(4, lambda i: classifier.classify([TEXTS[i]])[0])
-    finally:
-        handle.remove()
+    calls, out = classify_together(ctx.manager.load(spec.model, "seq-cls").model, [classifier] * 4)
     assert calls == [12], calls
-    for got, want in zip(out, alone, strict=True):
-        assert got["label"] == want["label"]
-        assert got["scores"] == pytest.approx(want["scores"], abs=1e-5)
+    assert_same_results(out, alone)
 
 
 def alone_vectors(ctx: AppContext) -> np.ndarray:
