@@ -64,7 +64,7 @@ class ForwardCounter:
         self.model.forward = self.original
 
 
-def run_concurrently(ctx: AppContext, jobs: list[Callable[[], GenerationResult]]) -> list[GenerationResult]:
+def run_concurrently(ctx: AppContext, jobs: list[Callable[[], Any]], kind: type = GenerationResult) -> list[Any]:
     """Run ``jobs`` in threads that all reach the batcher before its first step (the compute thread is held until
     they wait for it); results in job order."""
     results: list[Any] = [None] * len(jobs)
@@ -90,7 +90,7 @@ def run_concurrently(ctx: AppContext, jobs: list[Callable[[], GenerationResult]]
         gate.set()
     for thread in threads:
         thread.join(timeout=300)
-    assert all(isinstance(r, GenerationResult) for r in results), results
+    assert all(isinstance(r, kind) for r in results), results
     return results
 
 
@@ -137,6 +137,29 @@ def test_four_concurrent_greedy_requests_match_sequential_ones_and_share_steps(c
     assert concurrent_calls <= longest + 1  # one prefill for all four, then one pass per step for all rows
     assert concurrent_calls * 3 <= sequential_calls
     assert max(counter.rows) == 4
+
+
+def test_concurrent_task_prompts_share_decoding_steps_and_match_unbatched_replies(ctx, tiny_root) -> None:
+    """Task prompts (summaries, fields, QA) on the transformers engine are rows of the decode batcher: 4 users'
+    prompts at once share forward passes and get the replies ``model.generate`` gives each alone."""
+    from pipelines.generation.task_lm import LocalTaskLM, task_lm
+
+    lm = task_lm(ctx, str(tiny_root / "tiny-llama"), "transformers")
+    assert isinstance(lm, LocalTaskLM) and lm.batcher is ctx.decode_batcher
+    alone = LocalTaskLM(lm.loaded)  # no batcher: model.generate, as before
+    users = ["Summarise: the cat sat on the mat.", "List two colours.", "What is 2 + 2?", "Say hello to the team."]
+    counter = ForwardCounter(lm.loaded.model)
+    try:
+        sequential = [alone.reply(user, max_new_tokens=12) for user in users]
+        sequential_calls = counter.calls
+        counter.reset()
+        together = run_concurrently(ctx, [lambda u=u: lm.reply(u, max_new_tokens=12) for u in users], kind=str)
+        concurrent_calls = counter.calls
+    finally:
+        counter.remove()
+    assert together == sequential
+    assert max(counter.rows) == 4, counter.rows  # decoding steps carry all four prompts
+    assert concurrent_calls * 3 <= sequential_calls, (concurrent_calls, sequential_calls)
 
 
 def test_greedy_batch_matches_model_generate_on_smollm2(ctx, service) -> None:

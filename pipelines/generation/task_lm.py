@@ -4,7 +4,7 @@
 to many (in input order), token counting and truncation, the context size and a ``label`` saying what answered.
 
 - :class:`LocalTaskLM` wraps a loaded transformers causal LM (:mod:`pipelines.tasks.lm_prompting`, unchanged
-  outputs; prompts answered one after another).
+  outputs); with the app's decode batcher, prompts of several users share decoding steps.
 - :class:`pipelines.engines.remote_task.RemoteTaskLM` asks a remote OpenAI-compatible endpoint
   (``remote:<endpoint>/<model>``): chat completions at temperature 0, several prompts in flight at once.
 - ``pipelines.generation.llamacpp_task.LlamaCppTaskLM``: a GGUF model through llama.cpp in this process.
@@ -25,6 +25,7 @@ from pipelines.tasks.lm_prompting import DEFAULT_LM, SYSTEM
 if TYPE_CHECKING:
     import threading
 
+    from pipelines.generation.batcher import DecodeBatcher
     from pipelines.models.manager import LoadedModel
 
 ReplyProgress = Callable[[int, int], None]  # (prompts answered, prompts in all)
@@ -95,20 +96,60 @@ class InProcessTaskLM:
 class LocalTaskLM(InProcessTaskLM):
     """A transformers causal LM loaded by the model manager, prompted through its chat template."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, batcher: DecodeBatcher | None = None) -> None:
         from pipelines.limits import token_limit
 
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.context = token_limit(loaded, 1_000_000)
         self.label = f"{loaded.key.model} (transformers, {loaded.key.dtype})"
+        self.batcher = batcher  # the app's decode batcher: concurrent prompts share decoding steps
 
     def reply(self, user: str, system: str = SYSTEM, max_new_tokens: int = 128, prefill: str = "",
               repetition_penalty: float = DEFAULT_REPETITION_PENALTY) -> str:
         from pipelines.tasks.lm_prompting import GenerationConfig, generate
 
         config = GenerationConfig(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+        if self.batcher is not None and self.batcher.enabled:
+            return self._reply_batched(user, system, config, prefill)
         return generate(self.loaded, user, config, prefill=prefill, system=system)
+
+    def _reply_batched(self, user: str, system: str, config: Any, prefill: str) -> str:
+        """:meth:`reply` as one row of the decode batcher: the same prompt, greedy choice and repetition penalty as
+        ``model.generate`` in :func:`~pipelines.tasks.lm_prompting.generate`; other users' prompts (task prompts
+        and chats on this model) share its forward passes."""
+        import threading
+        from types import SimpleNamespace
+
+        from pipelines.generation.batcher_rows import BatchRequest, RowSampler
+        from pipelines.generation.streaming import QueueStreamer
+        from pipelines.tasks.lm_prompting import render_prompt
+
+        tok, model = self.tokenizer, self.loaded.model
+        ids = tok(render_prompt(tok, user, system, prefill), add_special_tokens=False)["input_ids"]
+        ids = ids[-(config.max_prompt_tokens + 512):]
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos = eos if eos is not None else tok.eos_token_id
+        halt = threading.Event()
+        request = BatchRequest(
+            model=model, tokenizer=tok, prompt_ids=list(ids), max_new=config.max_new_tokens,
+            sampler=RowSampler(SimpleNamespace(do_sample=False, repetition_penalty=config.repetition_penalty), 0,
+                               self.loaded.device),
+            eos=frozenset(i for i in (eos if isinstance(eos, list) else [eos]) if i is not None), events=(halt,),
+        )
+        assert self.batcher is not None
+        self.batcher.submit(request)
+        tokens: list[int] = []
+        try:
+            while (item := request.streamer.queue.get()) is not QueueStreamer.END:
+                if isinstance(item, BaseException):
+                    raise item
+                tokens.append(item.token_id)
+        finally:
+            halt.set()
+            self.batcher.cancel(request)
+            request.finished.wait(timeout=30)
+        return (prefill + tok.decode(tokens, skip_special_tokens=True)).strip()
 
     def label_logliks(self, user: str, labels: Sequence[str], system: str = SYSTEM) -> list[float] | None:
         from pipelines.tasks.lm_prompting import label_logliks
@@ -144,4 +185,4 @@ def task_lm(ctx: Any, ref: str, engine: str = Engine.AUTO, progress: Any = None)
                 raise InputError("engines.error.llamacpp_tasks_missing", ref=ref[:200]) from None
         else:
             return LlamaCppTaskLM(ctx, ref, progress=progress)
-    return LocalTaskLM(ctx.manager.load(ref, "causal-lm", progress=progress))
+    return LocalTaskLM(ctx.manager.load(ref, "causal-lm", progress=progress), getattr(ctx, "decode_batcher", None))
