@@ -97,12 +97,16 @@ def forget_prompt(service: GenerationService, settings: GenerationSettings) -> N
 
 
 def direct_llama(threads: int | None) -> Llama:
-    """Plain ``llama_cpp.Llama`` on the same GGUF file (``threads=None``: its own default thread count); the
-    prompt is evaluated with llama.cpp's default (every core), as the app does."""
+    """Plain ``llama_cpp.Llama`` on the same GGUF file as the app (the embedded Q4_1 re-encoded as Q8_0,
+    ``pipelines.models.gguf_repack``; ``threads=None``: its own default thread count); the prompt is evaluated with
+    llama.cpp's default (every core), as the app does."""
+    from pipelines.config import AppConfig
     from pipelines.models.embedded import EMBEDDED, source_path
+    from pipelines.models.gguf_repack import repacked
 
     kwargs = {} if threads is None else {"n_threads": threads}
-    return Llama(str(source_path(EMBEDDED[MODEL])), n_ctx=2048, verbose=False, **kwargs)
+    path = repacked(source_path(EMBEDDED[MODEL]), AppConfig.from_env().cache_dir)
+    return Llama(str(path), n_ctx=2048, verbose=False, **kwargs)
 
 
 def run_direct(llm: Llama, new_tokens: int) -> dict:

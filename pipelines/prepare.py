@@ -10,6 +10,7 @@ import time
 from pipelines.config import APP_ROOT, AppConfig
 from pipelines.errors import ModelLoadError
 from pipelines.models.embedded import EMBEDDED, ensure_local_folder, is_cached, source_path
+from pipelines.models.gguf_repack import repacked
 
 
 def missing_packages() -> list[str]:
@@ -40,6 +41,7 @@ def main() -> int:
             if spec.fmt == "gguf":
                 state = "cached" if is_cached(spec, config.cache_dir) else "converted"
                 ensure_local_folder(spec, config.cache_dir)
+                repacked(source_path(spec), config.cache_dir)  # llama.cpp's faster Q8_0 copy
             else:
                 state = "found"
         except ModelLoadError as exc:

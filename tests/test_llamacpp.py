@@ -51,8 +51,9 @@ def test_auto_picks_llamacpp_for_the_embedded_model_and_transformers_for_interna
 
 
 def test_greedy_agrees_with_transformers_on_five_prompts(service) -> None:
-    """Both engines run the same Q4_1 weights (transformers de-quantised): the first 16 greedy tokens agree, or
-    at the first divergence the two candidates were nearly tied (small logprob gap in both engines)."""
+    """Both engines run the embedded Q4_1 weights (transformers de-quantised, llama.cpp as Q8_0): the first 16
+    greedy tokens agree, or at the first divergence the two candidates were nearly tied (small logprob gap in both
+    engines)."""
     fast = service.engine(SMOL, engine="llama.cpp")
     slow = service.engine(SMOL, "float32", engine="transformers")
     assert fast.name == "llama.cpp" and slow.name == "transformers"
@@ -86,7 +87,7 @@ def _logprob_gap(token, tokenizer, other_id: int) -> float:
 
 def test_streaming_probabilities_and_stats(service) -> None:
     engine = service.engine(SMOL)
-    assert isinstance(engine, LlamaCppEngine) and engine.precision == "Q4_1"
+    assert isinstance(engine, LlamaCppEngine) and engine.precision == "Q8_0"  # Q4_1 re-encoded (gguf_repack)
     seen = [(len(s.tokens), s.done) for s in service.stream(SMOL, "The capital of France is",
                                                              greedy(max_new_tokens=12))]
     assert [n for n, _ in seen[:-1]] == list(range(1, len(seen)))  # one snapshot per token, as it comes
@@ -98,7 +99,7 @@ def test_streaming_probabilities_and_stats(service) -> None:
         assert len(token.top) == 5 and sum(probs) <= 1 + 1e-6 and probs == sorted(probs, reverse=True)
         assert math.isclose(token.prob, probs[0], rel_tol=1e-6)  # greedy: the chosen token is the top one
     stats = final.stats()
-    assert stats["engine"] == "llama.cpp" and stats["precision"] == "Q4_1" and stats["device"] == "cpu"
+    assert stats["engine"] == "llama.cpp" and stats["precision"] == "Q8_0" and stats["device"] == "cpu"
     assert stats["time_to_first_token_s"] is not None and stats["tokens_per_s"] and stats["stop_reason"]
 
 
@@ -155,7 +156,7 @@ def test_manager_caches_lists_and_unloads_the_llamacpp_model(ctx, service) -> No
     service.generate(SMOL, "Hello", greedy(max_new_tokens=2))
     assert ctx.manager.load_count == builds  # built once, then served from the cache
     rows = [m for m in ctx.manager.loaded() if m["engine"] == "llama.cpp"]
-    assert len(rows) == 1 and rows[0]["model"] == SMOL and rows[0]["dtype"] == "Q4_1" and rows[0]["size_mb"] > 50
+    assert len(rows) == 1 and rows[0]["model"] == SMOL and rows[0]["dtype"] == "Q8_0" and rows[0]["size_mb"] > 50
     from components.models_handlers import ModelsHandlers
 
     table = ModelsHandlers(ctx).loaded_table("en")
@@ -314,3 +315,22 @@ def test_thread_tuner_tunes_decoding_threads_and_keeps_every_core_for_the_prompt
     tuner.pinned = 1  # a thread count the user pinned holds for both
     tuner.apply()
     assert calls[-1] == (1, 1)
+
+
+def test_the_embedded_q4_1_file_is_re_encoded_once_as_q8_0_with_the_same_weights(ctx) -> None:
+    import gguf
+
+    from pipelines.models.embedded import EMBEDDED, source_path
+    from pipelines.models.gguf_repack import repacked
+
+    source = source_path(EMBEDDED[SMOL])
+    first = repacked(source, ctx.config.cache_dir)
+    assert first != source and repacked(source, ctx.config.cache_dir) == first  # made once, then reused
+    old, new = gguf.GGUFReader(str(source)), gguf.GGUFReader(str(first))
+    assert {t.tensor_type.name for t in new.tensors} == {"F32", "Q8_0"}
+    assert {f for f in old.fields if not f.startswith("GGUF.")} == {f for f in new.fields if not f.startswith("GGUF.")}
+    assert old.fields["tokenizer.ggml.tokens"].contents() == new.fields["tokenizer.ggml.tokens"].contents()
+    for a, b in zip(old.tensors[:6], new.tensors[:6], strict=True):  # the same weights, within Q8_0's step
+        x = gguf.quants.dequantize(a.data, a.tensor_type)
+        y = gguf.quants.dequantize(b.data, b.tensor_type)
+        assert a.name == b.name and np.abs(x - y).max() <= np.abs(x).max() / 127

@@ -17,7 +17,7 @@ def test_api_details_name_the_engine(app_server) -> None:
     settings = {"mode": "completion", "max_new_tokens": 6, "do_sample": False}
     fast = client.predict("The capital of France is", "smollm2-135m-instruct", settings, "",
                           api_name="/generate_details")
-    assert fast["stats"]["engine"] == "llama.cpp" and fast["stats"]["precision"] == "Q4_1"
+    assert fast["stats"]["engine"] == "llama.cpp" and fast["stats"]["precision"] == "Q8_0"
     assert "Paris" in fast["text"] and all(len(tok["top"]) == 5 for tok in fast["tokens"])
     slow = client.predict("The capital of France is", "smollm2-135m-instruct",
                           {**settings, "engine": "transformers", "precision": "float32"}, "",
@@ -44,7 +44,7 @@ def test_stats_panel_names_the_engine(page) -> None:
     stats = page.locator("#generate-stats")
     _ask(page, "What is the capital of France?", "llama.cpp")  # auto on a CPU: the GGUF model runs in llama.cpp
     expect(stats.get_by_text("Engine")).to_be_visible()
-    expect(stats.get_by_text("Q4_1")).to_be_visible()  # its precision: the file's quantisation
+    expect(stats.get_by_text("Q8_0")).to_be_visible()  # its precision: the file's quantisation
     _choose(page, "Engine", "transformers")
     _choose(page, "Precision", "float32")
     _ask(page, "What is the capital of Italy?", "transformers")

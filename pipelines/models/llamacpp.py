@@ -105,7 +105,9 @@ def _base_source(manager: ModelManager, ref: ModelRef) -> GgufSource | None:
     if ref.embedded is not None:
         if ref.embedded.fmt != "gguf" or ref.embedded.default_kind != "causal-lm":
             return None
-        path = source_path(ref.embedded)
+        from pipelines.models.gguf_repack import repacked
+
+        path = repacked(source_path(ref.embedded), manager.config.cache_dir)  # Q4_1 -> Q8_0 once: faster on CPU
         folder = cached_gguf_dir(ref.embedded, manager.config.cache_dir)
         return GgufSource(ref.name, path, folder if is_cached(ref.embedded, manager.config.cache_dir) else path)
     if ref.source == "hub" and manager.hub.reachable():

@@ -80,7 +80,14 @@ def default_steps(config: AppConfig) -> list[WarmupStep]:
 
 
 def _dequantise(spec: EmbeddedModel, config: AppConfig) -> Callable[[ProgressFn], None]:
-    return lambda report: ensure_local_folder(spec, config.cache_dir, report)
+    """De-quantise the GGUF into the cache for transformers, and re-encode it for llama.cpp (Q4_1 -> Q8_0)."""
+    def run(report: ProgressFn) -> None:
+        from pipelines.models.gguf_repack import repacked
+
+        ensure_local_folder(spec, config.cache_dir, report)
+        repacked(source_path(spec), config.cache_dir)
+
+    return run
 
 
 def _precision_needed(config: AppConfig, model: str) -> bool:

@@ -1,0 +1,78 @@
+"""A Q4_1 GGUF model re-encoded as Q8_0 once, into the cache, for llama.cpp on a CPU.
+
+llama.cpp's fast prompt kernels on x86 (tinyBLAS) and its faster dot products take Q8_0 and Q4_0 but not Q4_1, the
+embedded SmolLM2's format. Every Q4_1 block (32 weights, ``d * q + m`` with 16 levels) fits Q8_0's 255 levels to
+within 1/17 of its own step, so the re-encoded file keeps the model's weights (the first 64 greedy tokens were
+identical on the bench prompt) while evaluating a 100-token prompt about 1.8x faster (0.18 s against 0.33 s, one
+decoding thread, two for the prompt) and decoding about 1.25x faster (90 against 72 tok/s) on this 2-core CPU.
+The re-encoding takes ~2 s and ~140 MB of cache; ``LMW_GGUF_REPACK=0`` loads the file as it is.
+
+It reuses the merged-model writer (:func:`pipelines.training.gguf_merged.write_merged`) with a zero change for
+every Q4_1 tensor: metadata copied whole, other tensors byte for byte, the file renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+FOLDER = "gguf-q8_0"  # under the cache dir
+
+
+class _ZeroChanges(Mapping):
+    """A zero array for each Q4_1 tensor of ``reader``, made when asked for (one tensor's worth at a time)."""
+
+    def __init__(self, reader: Any) -> None:
+        import gguf
+
+        self.tensors = {t.name: t for t in reader.tensors if t.tensor_type == gguf.GGMLQuantizationType.Q4_1}
+
+    def __getitem__(self, name: str) -> Any:
+        import numpy as np
+
+        from pipelines.training.gguf_merged import _elements
+
+        return np.zeros(_elements(self.tensors[name]), dtype=np.float32)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+
+def enabled() -> bool:
+    return os.environ.get("LMW_GGUF_REPACK", "1").strip() != "0"
+
+
+def repacked(source: Path, cache_dir: Path) -> Path:
+    """``source`` re-encoded as Q8_0 in the cache (made once), or ``source`` itself when it holds no Q4_1 tensor,
+    when repacking is off, or when writing fails (the original still works)."""
+    if not enabled():
+        return source
+    target = Path(cache_dir) / FOLDER / f"{source.stem}.Q8_0.gguf"
+    if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target
+    import gguf
+
+    from pipelines.training.gguf_merged import write_merged
+
+    reader = gguf.GGUFReader(str(source))
+    changes = _ZeroChanges(reader)
+    if not changes:
+        return source
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    name = reader.fields.get(gguf.Keys.General.NAME)
+    try:
+        write_merged(reader, tmp, changes, gguf.GGMLQuantizationType.Q8_0,
+                     str(name.contents()) if name is not None else source.stem, lambda *_: None)
+        os.replace(tmp, target)
+    except OSError:
+        return source
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
