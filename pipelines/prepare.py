@@ -51,6 +51,7 @@ def main() -> int:
         print(f"[prepare] {spec.name}: {state} in {time.perf_counter() - started:.1f}s")
     if ok:
         measure_generation_precision(config)
+        measure_classify_speed(config)
     return 0 if ok else 1
 
 
@@ -65,6 +66,61 @@ def measure_generation_precision(config: AppConfig, model: str = "smollm2-135m-i
     started = time.perf_counter()
     choice = selector.choose(model)
     print(f"[prepare] generation precision for {model}: {choice.precision} ({choice.reason}) "
+          f"in {time.perf_counter() - started:.1f}s")
+
+
+
+def sample_texts(count: int = 128, seed: int = 0) -> list[str]:
+    """``count`` made-up English texts of 5 to 160 words (a spread of lengths, as in a CSV) for timing."""
+    import random
+
+    words = ("the a report market team city model data river music school policy price game film health road "
+             "research energy water night people story season result plan system review court weather budget "
+             "is was will could said found made shows turned reached rose fell opened closed moved won lost "
+             "quickly late early again after before during across under with without about very more most")
+    vocabulary = words.split(" ")
+    rng = random.Random(seed)
+    texts = []
+    for number in range(count):
+        length = 5 + (number * 155) // max(1, count - 1)
+        texts.append(" ".join(rng.choice(vocabulary) for _ in range(length)).capitalize() + ".")
+    rng.shuffle(texts)
+    return texts
+
+
+def classify_speed_needed(config: AppConfig, model: str = "minilm-l6") -> bool:
+    """Whether no precision is kept as faster for the embedded ``model``'s shape on this CPU yet."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from pipelines.tasks.precision import MIN_SPEEDUP
+    from pipelines.tasks.precision_memory import SpeedMemory, shape_key, speed_file
+
+    try:
+        shape = shape_key(SimpleNamespace(config=AutoConfig.from_pretrained(source_path(EMBEDDED[model]))))
+    except (ModelLoadError, OSError, ValueError):
+        return False  # not installed: its first use says so
+    return not SpeedMemory(speed_file(config.cache_dir)).ranked(shape, MIN_SPEEDUP)
+
+
+def measure_classify_speed(config: AppConfig, model: str = "minilm-l6") -> None:
+    """Time the batch classifier's precisions for the embedded MiniLM's shape once (kept per CPU), so the first
+    CSV on a fine-tuned MiniLM checks only agreement (see pipelines.tasks.precision_memory)."""
+    from pipelines.models import ModelManager
+    from pipelines.tasks.classify import fine_tuned_classifier
+    from pipelines.tasks.precision import AutoPrecision
+
+    manager = ModelManager(config)
+    if manager.device != "cpu" or not classify_speed_needed(config, model):
+        return
+    started = time.perf_counter()
+    auto = fine_tuned_classifier(manager, model)
+    if not isinstance(auto, AutoPrecision):
+        return
+    decision = auto.measure_speed(sample_texts())
+    print(f"[prepare] batch classifier precision speed for {model}'s shape: "
+          f"{ {name: round(m[2], 2) for name, m in decision.measured.items()} } "
           f"in {time.perf_counter() - started:.1f}s")
 
 

@@ -301,7 +301,7 @@ def test_thread_tuner_keeps_the_faster_thread_count(monkeypatch) -> None:
     and tries two again only rarely; when two become faster, it switches back."""
     clock = [0.0]
     monkeypatch.setattr(threads.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(threads.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(threads, "set_thread_count", lambda n: None)
     monkeypatch.delenv("LMW_GEN_THREADS", raising=False)
     tuner = threads.ThreadTuner((2, 1))
     cost = {2: 0.5, 1: 0.05}

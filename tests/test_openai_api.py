@@ -184,7 +184,7 @@ def test_thread_tuner_survives_a_try_cut_short_by_the_end_of_a_generation(monkey
 
     clock = [0.0]
     monkeypatch.setattr(threads.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(threads.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(threads, "set_thread_count", lambda n: None)
     tuner = threads.ThreadTuner((2, 1))
     tuner.apply()
     tuner.tick()

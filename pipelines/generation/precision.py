@@ -58,6 +58,7 @@ from pipelines.errors import InputError
 from pipelines.generation.threads import ComputeThread
 from pipelines.messages import Msg
 from pipelines.models.manager import LoadedModel, ModelManager, dynamic_int8, model_nbytes
+from pipelines.models.precision_probe import machine_tag
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[float, Any], None]  # a description string, or a keyed Msg the UI renders
@@ -151,19 +152,6 @@ def prefill_seconds(model: Any, tokens: int = PROMPT_TOKENS) -> float:
         started = time.perf_counter()
         model(input_ids=prompt, use_cache=True)
     return time.perf_counter() - started
-
-
-def machine_tag() -> str:
-    """The CPU this runs on (model name, vector capability, threads): decisions measured elsewhere do not apply."""
-    name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name or 'cpu'}|{torch.backends.cpu.get_cpu_capability()}|{torch.get_num_threads()}t"
 
 
 def _device(model: Any) -> torch.device:

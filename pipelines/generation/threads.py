@@ -8,8 +8,9 @@ The thread count is tuned while decoding. With the CPU to itself, two OpenMP thr
 another process keeps a core busy, a two-thread team waits at every op's barrier for the thread the scheduler
 parked, and a decoding step took ~10x longer than with one thread (measured: ~530 ms against ~57 ms per step,
 SmolLM2-135M fp32, another torch process running). :class:`ThreadTuner` times the decoding steps, keeps the
-faster count, and now and then tries the other one (rarely when it was much slower). ``torch.set_num_threads``
-called in this thread changes this thread's team only; other threads keep theirs.
+faster count, and now and then tries the other one (rarely when it was much slower). The count is set through
+:func:`~pipelines.models.torch_threads.set_thread_count`: it changes this thread's team only; other threads,
+and threads started later, keep theirs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
+
+from pipelines.models.torch_threads import set_thread_count
 
 T = TypeVar("T")
 EXPLORE_EVERY = 32  # decoding steps between two tries of the other thread count (times how much slower it was)
@@ -55,7 +58,7 @@ class ThreadTuner:
     def apply(self) -> None:
         """Set the thread count for the next generation (a pinned count wins)."""
         self.current = self.pinned or self.best
-        torch.set_num_threads(self.current)
+        set_thread_count(self.current)
         self.last = None  # the first forward pass (the prompt) is not a decoding step
         self.exploring = 0  # a try of the other count cut short by the end of the last generation starts over
 
@@ -94,7 +97,7 @@ class ThreadTuner:
 
     def _switch(self, count: int) -> None:
         if count != self.current:
-            torch.set_num_threads(count)
+            set_thread_count(count)
             self.current = count
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 
 def median(values: Sequence[float]) -> float:
@@ -83,3 +84,18 @@ def _repeat(fn: Callable[..., object], *args: object, calls: int) -> Callable[[]
             fn(*args)
 
     return run
+
+
+def machine_tag() -> str:
+    """The CPU this runs on (model name, vector capability, threads): decisions measured elsewhere do not apply."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{name or 'cpu'}|{torch.backends.cpu.get_cpu_capability()}|{torch.get_num_threads()}t"

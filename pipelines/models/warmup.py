@@ -20,6 +20,7 @@ from pipelines.config import AppConfig
 from pipelines.errors import ModelLoadError
 from pipelines.keyed_text import KeyedText
 from pipelines.messages import Msg
+from pipelines.models.devices import detect_device
 from pipelines.models.embedded import EMBEDDED, EmbeddedModel, ensure_local_folder, is_cached, source_path
 from pipelines.sessions import WorkerJob
 
@@ -63,7 +64,8 @@ class WarmupStatus:
 
 def default_steps(config: AppConfig) -> list[WarmupStep]:
     """What a fresh install still needs: GGUF models to de-quantise, then the generation precision to measure
-    (not when llama.cpp answers the chat model: auto precision is a transformers decision)."""
+    (not when llama.cpp answers the chat model: auto precision is a transformers decision), then the batch
+    classifier's precision speed-ups on this CPU (pipelines.tasks.precision_memory)."""
     steps: list[WarmupStep] = []
     for spec in EMBEDDED.values():
         try:
@@ -76,6 +78,9 @@ def default_steps(config: AppConfig) -> list[WarmupStep]:
     if _precision_needed(config, config.chat_model) and not _llamacpp_answers(config, config.chat_model):
         steps.append(WarmupStep(Msg.of("warmup.step.precision", name=config.chat_model),
                                 lambda _report: _measure(config, config.chat_model)))
+    if detect_device(config.device) == "cpu" and _classify_speed_needed(config):
+        steps.append(WarmupStep(Msg.of("warmup.step.classify_speed"),
+                                lambda _report: _measure_classify_speed(config)))
     return steps
 
 
@@ -115,6 +120,19 @@ def _llamacpp_answers(config: AppConfig, model: str) -> bool:
     except Exception:  # noqa: BLE001 - unsure: measure as before
         log.exception("Could not tell whether llama.cpp answers %s", model)
         return False
+
+
+def _classify_speed_needed(config: AppConfig) -> bool:
+    """Whether the batch classifier's precision speed-ups are not kept for this CPU yet (pipelines.prepare)."""
+    from pipelines.prepare import classify_speed_needed as needed
+
+    return needed(config)
+
+
+def _measure_classify_speed(config: AppConfig) -> None:
+    from pipelines.prepare import measure_classify_speed as measure
+
+    measure(config)
 
 
 def _measure(config: AppConfig, model: str) -> None:

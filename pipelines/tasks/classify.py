@@ -18,7 +18,9 @@ from pipelines.tasks.batch import length_sorted_batches
 from pipelines.tasks.classification import BaseClassifier, Classifier
 from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask, softmax
 from pipelines.tasks.lm_prompting import DEFAULT_LM, label_logliks, truncate_tokens
+from pipelines.tasks.parallel import cpu_workers, map_batches
 from pipelines.tasks.precision import CANDIDATES, AutoPrecision, DecisionStore, Precision, check_precision
+from pipelines.tasks.precision_memory import SpeedMemory, speed_file
 
 if TYPE_CHECKING:
     from pipelines.models.manager import LoadedModel, ModelManager
@@ -60,8 +62,9 @@ def _result(labels: list[str], probs: np.ndarray | list[float]) -> dict:
 class SequenceClassifierTask(BaseClassifier, Task[list[str], list[dict]]):
     """A sequence-classification model (hub, folder or fine-tuned adapter) with its own ``id2label``."""
 
-    batch_size = 32  # bfloat16 on AMX gains most from 32; float32 and int8 are about as fast as with 16
+    batch_size = 16  # rows per batch at most; batches run side by side on the cores (pipelines.tasks.parallel)
     window = 512  # rows per call in CSV mode: sorted by token length inside it, so batches need little padding
+    min_split_rows = 8  # a call is split between the workers only into batches of at least this many rows
     pad_to_multiple_of = 16  # fewer distinct shapes (oneDNN builds kernels per shape), AMX-friendly sizes
 
     def __init__(self, loaded: LoadedModel, max_length: int = 512, batcher: MicroBatcher | None = None) -> None:
@@ -95,9 +98,14 @@ class SequenceClassifierTask(BaseClassifier, Task[list[str], list[dict]]):
     def _classify(self, texts: list[str]) -> list[dict]:
         """:meth:`classify` for this caller's texts only."""
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        workers = cpu_workers(self.loaded.device)
+        # a call of 16 rows (auto's timed chunks) still gives each worker a batch; a few rows stay one forward
+        size = min(self.batch_size, max(self.min_split_rows, -(-len(texts) // workers)))
+        batches = length_sorted_batches([len(x) for x in ids], size)
+        outputs = map_batches(lambda idx: self([texts[i] for i in idx]), batches, workers)
         results: list[dict] = [{}] * len(texts)
-        for idx in length_sorted_batches([len(x) for x in ids], self.batch_size):
-            for i, result in zip(idx, self([texts[i] for i in idx]), strict=True):
+        for idx, out in zip(batches, outputs, strict=True):
+            for i, result in zip(idx, out, strict=True):
                 results[i] = result
         return results
 
@@ -207,7 +215,8 @@ def fine_tuned_classifier(manager: ModelManager, ref: str, precision: str = "aut
 
     return AutoPrecision(exact, {name: loader(name) for name in CANDIDATES}, loaded.key,
                          decisions if decisions is not None else DecisionStore(),
-                         release=lambda task: manager.discard(task.loaded.key))
+                         release=lambda task: manager.discard(task.loaded.key),
+                         memory=SpeedMemory(speed_file(manager.config.cache_dir)))
 
 
 def check_method(method: str | None) -> Method:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pipelines.models.manager import LoadedModel, ModelManager
     from pipelines.tasks.microbatch import MicroBatcher
 from pipelines.tasks.batch import length_sorted_batches
+from pipelines.tasks.parallel import cpu_workers, map_batches
 
 DEFAULT_ENCODER = "minilm-l6"
 
@@ -63,8 +64,10 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for idx in length_sorted_batches(self.token_lengths(texts), batch_size):
-            out[idx] = self([texts[i] for i in idx])
+        batches = length_sorted_batches(self.token_lengths(texts), batch_size)
+        for idx, vectors in zip(batches, map_batches(lambda idx: self([texts[i] for i in idx]), batches,
+                                                     cpu_workers(self.loaded.device)), strict=True):
+            out[idx] = vectors
         return out
 
     @property

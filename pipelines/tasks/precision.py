@@ -27,6 +27,9 @@ own measuring included:
 * bfloat16 is tried only where a bfloat16 Linear of the model's width measures faster than float32 for both a
   small and a large batch (:func:`~pipelines.models.precision_probe.bf16_is_faster`, measured once per width),
   so a CPU without native bfloat16 never pays for a trial;
+* the paired speed-ups are kept on disk per CPU and model shape (:mod:`pipelines.tasks.precision_memory`); where
+  a candidate is known to clear the margin there, a new model of that shape checks only agreement (float32 and
+  the fastest known candidate on the calibration rows), with no timing trials and no bfloat16 probe;
 * the decision is cached per loaded model (model, adapter, device) in a :class:`DecisionStore` (``ctx.decisions``)
   shared by every session; a candidate that fails to load or run is simply not chosen;
 * on a GPU, auto is the device's usual precision (bfloat16/float16): these CPU measurements do not apply.
@@ -44,6 +47,8 @@ from typing import Any
 from pipelines.errors import InputError
 from pipelines.messages import Msg
 from pipelines.models.kinds import CLASSIFY_PRECISIONS, Precision
+from pipelines.models.precision_probe import median
+from pipelines.tasks.precision_memory import SpeedMemory, shape_key
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ PRECISIONS = tuple(p.value for p in CLASSIFY_PRECISIONS)
 CANDIDATES = (Precision.BFLOAT16.value, Precision.INT8.value)  # what auto tries against float32 on the CPU
 CALIBRATION_ROWS = 64
 PROBE_ROWS = 32  # rows per group of similar length in the calibration sample
-CHUNK_ROWS = 16  # rows per timed pair (float32 and each candidate on the same rows)
+CHUNK_ROWS = 16  # rows per timed pair (float32 and each candidate on the same rows), run as the CSV runs them
 MIN_AGREEMENT = 0.99
 MIN_SPEEDUP = 1.15  # the margin the median paired speed-up must clear
 REJECT_BELOW = 1.0  # a candidate whose median paired speed-up so far is below this (not faster) is dropped at once
@@ -70,12 +75,14 @@ class Decision:
     rows: int
     measured: dict[str, tuple[float, int, float]] = field(default_factory=dict)
     seconds: float = 0.0  # the calibration's wall time (float32 on its rows, the trials, the bfloat16 probe)
+    known: bool = False  # the speed-ups came from earlier measurements on this CPU (only agreement was checked)
 
     def describe(self) -> Msg:
         """One plain sentence: the precision used and why."""
         if self.chosen != Precision.FLOAT32:
             share, rows, speed = self.measured[self.chosen]
-            return Msg.of("precision.auto_chosen", chosen=self.chosen, agreed=round(share * rows), rows=rows,
+            key = "precision.auto_chosen_known" if self.known else "precision.auto_chosen"
+            return Msg.of(key, chosen=self.chosen, agreed=round(share * rows), rows=rows,
                           speed=f"{speed:.1f}")
         if not self.measured:
             return Msg.of("precision.auto_none_ran")
@@ -189,8 +196,6 @@ class Trial:
     speedups: list[float] = field(default_factory=list)
 
     def result(self, exact: list[dict]) -> tuple[float, int, float]:
-        from pipelines.models.precision_probe import median
-
         return agreement(exact[:len(self.answers)], self.answers), len(self.answers), median(self.speedups)
 
 
@@ -198,11 +203,14 @@ class AutoPrecision:
     """A classifier that answers in float32 and switches its batches to the fastest precision that agrees."""
 
     def __init__(self, exact: Any, loaders: dict[str, Callable[[], Any]], key: Any, store: DecisionStore,
-                 release: Callable[[Any], object] | None = None, gate: Callable[[str], bool] | None = None) -> None:
+                 release: Callable[[Any], object] | None = None, gate: Callable[[str], bool] | None = None,
+                 memory: SpeedMemory | None = None) -> None:
         self.exact, self._loaders, self.key, self.store, self._release = exact, loaders, key, store, release
+        self.memory = memory  # speed-ups kept on disk per CPU and model shape (pipelines.tasks.precision_memory)
         self.labels, self.batch_size = exact.labels, exact.batch_size
         self.window = getattr(exact, "window", exact.batch_size)
         self.loaded = getattr(exact, "loaded", None)
+        self.shape = shape_key(getattr(self.loaded, "model", None))
         self.gate = gate or hardware_gate(store, self.loaded)
         self.too_few = 0  # rows of the largest call that came before any decision and was too small to decide on
         self._models: dict[str, Any] = {"float32": exact}
@@ -249,6 +257,12 @@ class AutoPrecision:
             results[i] = result
         return results
 
+    def measure_speed(self, texts: list[str]) -> Decision:
+        """Time the candidates on all of ``texts`` now, whatever their labels (the install step's speed
+        measurement, on a model with an untrained head); the decision is kept and returned."""
+        self._calibrate(texts, speed_only=True)
+        return self.decision
+
     def _get(self, name: str) -> Any:
         if name not in self._models:
             self._models[name] = self._loaders[name]()
@@ -268,8 +282,11 @@ class AutoPrecision:
         self.exact.classify(warmup)
         return trials
 
-    def _calibrate(self, sample: list[str]) -> list[dict]:
+    def _calibrate(self, sample: list[str], speed_only: bool = False) -> list[dict]:
         began = time.perf_counter()
+        known = self.memory.ranked(self.shape, MIN_SPEEDUP) if self.memory is not None and not speed_only else []
+        if known:
+            return self._verify(sample, known, began)
         trials = self._trials(sample[:WARMUP_ROWS])
         live, measured, exact = dict(trials), {}, []
         for number, start in enumerate(range(0, len(sample), CHUNK_ROWS)):
@@ -291,18 +308,41 @@ class AutoPrecision:
                 trial = live[name]
                 trial.speedups.append(seconds["float32"] / max(seconds[name], 1e-9))
                 share, _rows, speed = trial.result(exact)
-                if share < MIN_AGREEMENT or speed < REJECT_BELOW:  # flipped a label, or not faster: stop
+                if (share < MIN_AGREEMENT and not speed_only) or speed < REJECT_BELOW:  # flipped, or not faster
                     measured[name] = trial.result(exact)
                     del live[name]
         measured.update({name: trial.result(exact) for name, trial in live.items()})
         ok = {name: m for name, m in measured.items() if qualifies(m[0], m[2]) and m[1] == len(sample)}
         chosen = max(ok, key=lambda name: ok[name][2]) if ok else "float32"
-        log.info("Auto precision for %s: %s %s", self.key, chosen, measured)
-        # a decision stored meanwhile (another session, same model) wins
-        decision = self.store.setdefault(self.key, Decision(chosen, len(sample), measured, time.perf_counter() - began))
+        if self.memory is not None:
+            self.memory.add(self.shape, {name: trial.speedups for name, trial in trials.items()})
+        self._settle(Decision(chosen, len(sample), measured, time.perf_counter() - began))
+        return exact
+
+    def _verify(self, sample: list[str], ranked: list[str], began: float) -> list[dict]:
+        """Auto when this CPU's speed-ups for this shape are known: float32 on the sample, then the candidates,
+        fastest first, until one agrees (no timing trials, no bfloat16 probe)."""
+        exact = self.exact.classify(sample)
+        kept, measured, chosen = self.memory.pairs(self.shape), {}, "float32"
+        for name in ranked:
+            try:
+                share = agreement(exact, self._get(name).classify(sample))
+            except Exception:  # noqa: BLE001 - a candidate that cannot run is not chosen
+                log.exception("%s classifier failed; not a candidate", name)
+                continue
+            measured[name] = (share, len(sample), median(kept[name]))
+            if share >= MIN_AGREEMENT:
+                chosen = name
+                break
+        self._settle(Decision(chosen, len(sample), measured, time.perf_counter() - began, known=True))
+        return exact
+
+    def _settle(self, decision: Decision) -> None:
+        """Keep ``decision`` (unless another session stored one meanwhile: that one wins); free the losers."""
+        log.info("Auto precision for %s: %s %s", self.key, decision.chosen, decision.measured)
+        decision = self.store.setdefault(self.key, decision)
         for name in list(self._models):  # the losers' weights are freed
             if name not in ("float32", decision.chosen):
                 loser = self._models.pop(name)
                 if self._release is not None:
                     self._release(loser)
-        return exact
