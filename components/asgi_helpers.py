@@ -1,9 +1,11 @@
-"""Small ASGI pieces the app's middlewares share (the users' gate, the download gate): the types, a header's
-value, a request body read once and replayed to the app, and a JSON answer."""
+"""Small ASGI pieces the app's middlewares share (the users' gate, the download gate): the types, which requests
+are Gradio events, a header's value, a request body read once and replayed to the app, the strings of an event's
+inputs, and a JSON answer."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -12,6 +14,20 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+EVENT_PATHS = re.compile(r"/gradio_api/(queue/join|call/|run/|api/)")  # the routes that run an event
+MAX_SCANNED_BYTES = 64 * 2**20  # larger bodies are passed on unscanned (Gradio refuses them anyway)
+MAX_DEPTH = 8
+
+
+def strings(value: Any, depth: int = 0) -> list[str]:
+    """Every string in ``value`` (lists and dicts searched ``MAX_DEPTH`` deep)."""
+    if isinstance(value, str):
+        return [value]
+    if depth >= MAX_DEPTH:
+        return []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return [s for item in items for s in strings(item, depth + 1)]
 
 
 def header(scope: Scope, name: bytes) -> str:

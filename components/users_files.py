@@ -18,15 +18,24 @@ import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from components.asgi_helpers import ASGIApp, Receive, Scope, Send, buffered, cookie_user, header, send_json
+from components.asgi_helpers import (
+    EVENT_PATHS,
+    MAX_SCANNED_BYTES,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    buffered,
+    cookie_user,
+    header,
+    send_json,
+    strings,
+)
 from components.i18n import cookie_lang
 from pipelines.messages import render
 from pipelines.user_files import may_download, outputs_root
 
 FILE_ROUTE = re.compile(r"/gradio_api/file(?:=|/)(.+)$")
-EVENT_PATHS = re.compile(r"/gradio_api/(queue/join|call/|run/|api/)")
-MAX_SCANNED_BYTES = 64 * 2**20
-MAX_DEPTH = 8
 
 
 def oauth_username(session: Any) -> str | None:
@@ -46,16 +55,6 @@ def profile_user(profile: Any) -> str | None:
     """The user of a ``gr.OAuthProfile`` (its ``username``), None for no profile."""
     name = getattr(profile, "username", None) if profile is not None else None
     return str(name) if name else None
-
-
-def strings(value: Any, depth: int = 0) -> list[str]:
-    """Every string in ``value`` (lists and dicts searched ``MAX_DEPTH`` deep)."""
-    if isinstance(value, str):
-        return [value]
-    if depth >= MAX_DEPTH:
-        return []
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return [s for item in items for s in strings(item, depth + 1)]
 
 
 def _add_cookie(scope: Scope, cookie: str) -> None:

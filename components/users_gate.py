@@ -14,25 +14,28 @@ import re
 import secrets
 from typing import Any
 
-from components.asgi_helpers import ASGIApp, Receive, Scope, Send, buffered, cookie_user, header, send_json
+from components.asgi_helpers import (
+    EVENT_PATHS,
+    MAX_SCANNED_BYTES,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    buffered,
+    cookie_user,
+    header,
+    send_json,
+    strings,
+)
 from components.i18n import cookie_lang
 from pipelines.messages import render
 
 RUN_REF = re.compile(r"^run:([A-Za-z0-9][A-Za-z0-9_.-]{0,99})$")
-EVENT_PATHS = re.compile(r"/gradio_api/(queue/join|call/|run/|api/)")
-MAX_SCANNED_BYTES = 64 * 2**20  # larger bodies are passed on unscanned (Gradio refuses them anyway)
-MAX_DEPTH = 8
 
 
-def run_refs(value: Any, depth: int = 0) -> list[str]:
+def run_refs(value: Any) -> list[str]:
     """The run ids of every ``run:<id>`` string in ``value`` (lists and dicts searched ``MAX_DEPTH`` deep)."""
-    if isinstance(value, str):
-        match = RUN_REF.match(value.strip())
-        return [match.group(1)] if match else []
-    if depth >= MAX_DEPTH:
-        return []
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return [ref for item in items for ref in run_refs(item, depth + 1)]
+    return [match.group(1) for text in strings(value) if (match := RUN_REF.match(text.strip()))]
 
 
 class UsersGate:
