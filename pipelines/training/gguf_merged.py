@@ -28,7 +28,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,9 +143,10 @@ def adapter_deltas(weights: Path, config_file: Path, base_gguf: Path) -> dict[st
     return deltas
 
 
-def write_merged(reader: Any, path: Path, deltas: dict[str, np.ndarray], weight_type: Any, name: str,
+def write_merged(reader: Any, path: Path, deltas: Mapping[str, np.ndarray | None], weight_type: Any, name: str,
                  report: ProgressFn) -> None:
-    """Copy ``reader``'s metadata and tensors to ``path``, the tensors in ``deltas`` merged and re-quantised."""
+    """Copy ``reader``'s metadata and tensors to ``path``, the tensors in ``deltas`` merged and re-quantised (a
+    None delta: re-quantised unchanged, as :mod:`pipelines.models.gguf_repack` does with every Q4_1 tensor)."""
     import gguf
     import numpy as np
 
@@ -186,7 +187,7 @@ def write_merged(reader: Any, path: Path, deltas: dict[str, np.ndarray], weight_
         writer.close()
 
 
-def _write_tensors(reader: Any, writer: Any, deltas: dict[str, np.ndarray], plan: dict[str, Any],
+def _write_tensors(reader: Any, writer: Any, deltas: Mapping[str, np.ndarray | None], plan: dict[str, Any],
                    report: ProgressFn) -> None:
     """The tensor data, in the reader's order: planned ones merged and re-quantised, the others copied."""
     import gguf
@@ -198,8 +199,10 @@ def _write_tensors(reader: Any, writer: Any, deltas: dict[str, np.ndarray], plan
             writer.write_tensor_data(tensor.data, tensor_endianess=reader.endianess)
             continue
         merged = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(_elements(tensor))
-        writer.write_tensor_data(np.ascontiguousarray(gguf.quants.quantize(merged + deltas[tensor.name],
-                                                                           plan[tensor.name])))
+        delta = deltas[tensor.name]
+        if delta is not None:
+            merged = merged + delta
+        writer.write_tensor_data(np.ascontiguousarray(gguf.quants.quantize(merged, plan[tensor.name])))
         done += 1
         report(0.05 + 0.9 * done / total, KeyedText(Msg.of("gguf_merged.progress.tensor", done=done, total=total)))
 
