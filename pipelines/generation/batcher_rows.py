@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,3 +123,23 @@ class BatchRequest:
             self.streamer.end()
         self.done = True
         self.finished.set()
+
+
+def eos_set(eos: Any) -> frozenset[int]:
+    """The end-of-text ids of a generation config's ``eos_token_id`` (one id, a list of ids, or None)."""
+    return frozenset(i for i in (eos if isinstance(eos, list) else [eos]) if i is not None)
+
+
+@contextmanager
+def in_batch(batcher: Any, request: BatchRequest) -> Iterator[BatchRequest]:
+    """``request`` submitted to ``batcher`` for the ``with`` block; leaving it (the answer read, an error, the
+    consumer gone) ends the row at the next step and waits until the batch has let go of it."""
+    halt = threading.Event()  # the caller's own stop events stay as they were
+    request.events = (*request.events, halt)
+    batcher.submit(request)
+    try:
+        yield request
+    finally:
+        halt.set()
+        batcher.cancel(request)
+        request.finished.wait(timeout=30)

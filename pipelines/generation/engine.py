@@ -24,7 +24,7 @@ from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from pipelines.errors import InputError
 from pipelines.generation.batcher import DecodeBatcher
-from pipelines.generation.batcher_rows import BatchRequest, RowSampler
+from pipelines.generation.batcher_rows import BatchRequest, RowSampler, eos_set, in_batch
 from pipelines.generation.results import GenerationResult
 from pipelines.generation.settings import MAX_NEW_TOKENS_CAP, GenerationSettings, Mode, StopReason
 from pipelines.generation.streaming import (
@@ -225,21 +225,14 @@ class GenerationEngine:
         """The generation as one row of the app's decode batcher (it shares decoding steps with concurrent ones)."""
         assert self.batcher is not None
         config = self._generation_config(settings, result.max_new_tokens)
-        halt = threading.Event()  # ends the row when the consumer goes away; the caller's event stays as it was
         eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
         request = BatchRequest(
             model=self.model, tokenizer=self.tokenizer, prompt_ids=list(prompt_ids), max_new=result.max_new_tokens,
-            sampler=RowSampler(config, result.seed, _model_device(self.model)),
-            eos=frozenset(i for i in (eos if isinstance(eos, list) else [eos]) if i is not None),
-            stops=tuple(settings.stop_strings), events=(stop_event, halt),
+            sampler=RowSampler(config, result.seed, _model_device(self.model)), eos=eos_set(eos),
+            stops=tuple(settings.stop_strings), events=(stop_event,),
         )
-        self.batcher.submit(request)
-        try:
+        with in_batch(self.batcher, request):  # a consumer that goes away ends the row
             yield from self._consume(request.streamer, result, settings, stop_event, request.started)
-        finally:
-            halt.set()
-            self.batcher.cancel(request)
-            request.finished.wait(timeout=30)
 
     def _consume(
         self,

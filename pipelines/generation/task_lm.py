@@ -118,10 +118,9 @@ class LocalTaskLM(InProcessTaskLM):
         """:meth:`reply` as one row of the decode batcher: the same prompt, greedy choice and repetition penalty as
         ``model.generate`` in :func:`~pipelines.tasks.lm_prompting.generate`; other users' prompts (task prompts
         and chats on this model) share its forward passes."""
-        import threading
         from types import SimpleNamespace
 
-        from pipelines.generation.batcher_rows import BatchRequest, RowSampler
+        from pipelines.generation.batcher_rows import BatchRequest, RowSampler, eos_set, in_batch
         from pipelines.generation.streaming import QueueStreamer
         from pipelines.tasks.lm_prompting import render_prompt
 
@@ -129,26 +128,19 @@ class LocalTaskLM(InProcessTaskLM):
         ids = tok(render_prompt(tok, user, system, prefill), add_special_tokens=False)["input_ids"]
         ids = ids[-(config.max_prompt_tokens + 512):]
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        eos = eos if eos is not None else tok.eos_token_id
-        halt = threading.Event()
         request = BatchRequest(
             model=model, tokenizer=tok, prompt_ids=list(ids), max_new=config.max_new_tokens,
             sampler=RowSampler(SimpleNamespace(do_sample=False, repetition_penalty=config.repetition_penalty), 0,
                                self.loaded.device),
-            eos=frozenset(i for i in (eos if isinstance(eos, list) else [eos]) if i is not None), events=(halt,),
+            eos=eos_set(eos if eos is not None else tok.eos_token_id),
         )
         assert self.batcher is not None
-        self.batcher.submit(request)
         tokens: list[int] = []
-        try:
+        with in_batch(self.batcher, request):
             while (item := request.streamer.queue.get()) is not QueueStreamer.END:
                 if isinstance(item, BaseException):
                     raise item
                 tokens.append(item.token_id)
-        finally:
-            halt.set()
-            self.batcher.cancel(request)
-            request.finished.wait(timeout=30)
         return (prefill + tok.decode(tokens, skip_special_tokens=True)).strip()
 
     def label_logliks(self, user: str, labels: Sequence[str], system: str = SYSTEM) -> list[float] | None:
