@@ -54,3 +54,24 @@ def test_a_copied_model_captures_its_own_weights(ctx, tiny_root) -> None:
         second = capture(twin, ids, [5])
     assert first is not None and second is not None
     assert not np.allclose(first[0], second[0])  # the copy's own weights, not the original's
+
+
+def test_a_model_without_hookable_modules_falls_back_to_output_attentions(ctx, tiny_root, monkeypatch) -> None:
+    """Where capture finds no modules to hook, the task asks transformers for ``output_attentions``: the same
+    weights, alone and for several requests in one padded pass."""
+    from pipelines.attention import task as attention_task
+    from pipelines.attention.task import AttentionInput, AttentionTask
+
+    loaded = load_for_attention(ctx.manager, str(tiny_root / "tiny-llama"))
+    job = AttentionTask(loaded)
+    batches = [job.preprocess(AttentionInput(text=t)) for t in ("the cat sat", "the cat sat on the mat by the door")]
+    hooked = job.forward_many(batches)
+    monkeypatch.setattr(attention_task, "capture", lambda *_args: None)
+    fallback = job.forward_many(batches)
+    import torch
+
+    with torch.inference_mode():  # as Task.__call__ runs it
+        alone = job.forward(batches[1])
+    for a, b in zip(hooked, fallback, strict=True):
+        np.testing.assert_allclose(a["attentions"], b["attentions"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(alone["attentions"], hooked[1]["attentions"], rtol=1e-4, atol=1e-5)

@@ -70,18 +70,8 @@ class AttentionTask(Task[AttentionInput, AttentionResult]):
             if len(batches) == 1:
                 return [self.forward(batches[0])]
             padded, lengths = _pad([b["inputs"] for b in batches], self.tokenizer)
-            taken = capture(self.module, padded, lengths)
-            if taken is not None:
-                return [{**batch, "attentions": array} for batch, array in zip(batches, taken, strict=True)]
-            outputs = self.module(**padded, output_attentions=True, return_dict=True)
-            attentions = list(getattr(outputs, "attentions", None) or [])
-            del outputs
-            if not attentions or any(a is None for a in attentions):
-                raise InputError("attention.err.no_weights")
-            out = [{**batch, "attentions": _gather(attentions, i, n, keep=True)}
-                   for i, (batch, n) in enumerate(zip(batches, lengths, strict=True))]
-            attentions.clear()
-            return out
+            weights = self._weights(padded, lengths)
+            return [{**batch, "attentions": array} for batch, array in zip(batches, weights, strict=True)]
 
     def _texts(self, inputs: AttentionInput) -> tuple[str, str, list[Msg]]:
         """The text and the pair, stripped and cut to the character cap (a note for each one cut)."""
@@ -123,15 +113,21 @@ class AttentionTask(Task[AttentionInput, AttentionResult]):
                 "b_start": b_start, "notes": notes}
 
     def forward(self, batch: dict) -> dict:
-        taken = capture(self.module, batch["inputs"], [int(batch["inputs"]["input_ids"].shape[1])])
-        if taken is not None:  # layer by layer: one layer's weights held at a time
-            return {**batch, "attentions": taken[0]}
-        outputs = self.module(**batch["inputs"], output_attentions=True, return_dict=True)
+        return {**batch, "attentions": self._weights(batch["inputs"], [int(batch["inputs"]["input_ids"].shape[1])])[0]}
+
+    def _weights(self, inputs: dict, lengths: list[int]) -> list[np.ndarray]:
+        """Each row's (layers, heads, n, n) float32 weights for its first ``n`` tokens (``lengths``): taken layer by
+        layer while the forward runs (one layer's weights held at a time), else from ``output_attentions``."""
+        taken = capture(self.module, inputs, lengths)
+        if taken is not None:
+            return taken
+        outputs = self.module(**inputs, output_attentions=True, return_dict=True)
         attentions = list(getattr(outputs, "attentions", None) or [])
-        del outputs  # each layer's tensor is freed as soon as it is copied (peak: one copy, not two)
+        del outputs  # with the last row, each layer's tensor is freed as soon as it is copied (one copy, not two)
         if not attentions or any(a is None for a in attentions):
             raise InputError("attention.err.no_weights")
-        return {**batch, "attentions": _gather(attentions, 0, int(attentions[0].shape[-1]))}
+        last = len(lengths) - 1
+        return [_gather(attentions, row, n, keep=row < last) for row, n in enumerate(lengths)]
 
     def postprocess(self, outputs: dict) -> AttentionResult:
         att = outputs["attentions"]
