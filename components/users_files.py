@@ -18,19 +18,8 @@ import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from components.asgi_helpers import (
-    EVENT_PATHS,
-    MAX_SCANNED_BYTES,
-    ASGIApp,
-    Receive,
-    Scope,
-    Send,
-    buffered,
-    cookie_user,
-    header,
-    send_json,
-    strings,
-)
+from components import asgi_helpers as asgi
+from components.asgi_helpers import ASGIApp, Receive, Scope, Send
 from components.i18n import cookie_lang
 from pipelines.messages import render
 from pipelines.user_files import may_download, outputs_root
@@ -58,7 +47,7 @@ def profile_user(profile: Any) -> str | None:
 
 
 def _add_cookie(scope: Scope, cookie: str) -> None:
-    old = header(scope, b"cookie")
+    old = asgi.header(scope, b"cookie")
     headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
     headers.append((b"cookie", f"{old}; {cookie}".strip("; ").encode("latin-1")))
     scope["headers"] = headers
@@ -82,11 +71,11 @@ class UserFilesGate:
         if match and not self.allowed([match.group(1)], self.user(scope)):
             await self._refuse(scope, send)
             return
-        if scope.get("method") == "POST" and EVENT_PATHS.search(scope.get("path", "")):
-            body, receive = await buffered(receive)
-            if body and len(body) <= MAX_SCANNED_BYTES and b"lmw-outputs" in body:
+        if scope.get("method") == "POST" and asgi.EVENT_PATHS.search(scope.get("path", "")):
+            body, receive = await asgi.buffered(receive)
+            if body and len(body) <= asgi.MAX_SCANNED_BYTES and b"lmw-outputs" in body:
                 try:
-                    found = strings(json.loads(body))
+                    found = asgi.strings(json.loads(body))
                 except (ValueError, RecursionError):
                     found = []
                 if not self.allowed(found, self.user(scope)):
@@ -101,12 +90,12 @@ class UserFilesGate:
 
     def user(self, scope: Scope) -> str:
         """The request's user: its bearer key's, its Gradio login cookie's (also set for OAuth), or ``""``."""
-        given = header(scope, b"authorization")
+        given = asgi.header(scope, b"authorization")
         if given.lower().startswith("bearer ") and self.ctx.users.keys:
             name = self.ctx.users.user_of_key(given[7:].strip())
             if name:
                 return name
-        return cookie_user(scope)
+        return asgi.cookie_user(scope)
 
     def _oauth_login(self, scope: Scope) -> None:
         """With OAuth on and a signed-in session: log its Hugging Face user in for Gradio (a login token)."""
@@ -122,9 +111,9 @@ class UserFilesGate:
         _add_cookie(scope, f"access-token-{cookie_id}={token}; access-token-unsecure-{cookie_id}={token}")
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        lang = cookie_lang(header(scope, b"cookie")) or "en"
+        lang = cookie_lang(asgi.header(scope, b"cookie")) or "en"
         sentence = render("users_files.error.not_yours", lang, {})
-        await send_json(send, 403, {"detail": sentence, "error": sentence})
+        await asgi.send_json(send, 403, {"detail": sentence, "error": sentence})
 
 
 def user_files_middleware(ctx: Any) -> list:

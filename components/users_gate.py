@@ -14,19 +14,8 @@ import re
 import secrets
 from typing import Any
 
-from components.asgi_helpers import (
-    EVENT_PATHS,
-    MAX_SCANNED_BYTES,
-    ASGIApp,
-    Receive,
-    Scope,
-    Send,
-    buffered,
-    cookie_user,
-    header,
-    send_json,
-    strings,
-)
+from components import asgi_helpers as asgi
+from components.asgi_helpers import ASGIApp, Receive, Scope, Send
 from components.i18n import cookie_lang
 from pipelines.messages import render
 
@@ -35,7 +24,7 @@ RUN_REF = re.compile(r"^run:([A-Za-z0-9][A-Za-z0-9_.-]{0,99})$")
 
 def run_refs(value: Any) -> list[str]:
     """The run ids of every ``run:<id>`` string in ``value`` (lists and dicts searched ``MAX_DEPTH`` deep)."""
-    return [match.group(1) for text in strings(value) if (match := RUN_REF.match(text.strip()))]
+    return [match.group(1) for text in asgi.strings(value) if (match := RUN_REF.match(text.strip()))]
 
 
 class UsersGate:
@@ -51,17 +40,17 @@ class UsersGate:
             await self.app(scope, receive, send)
             return
         user = self._key_login(scope)
-        if self.ctx.users.enabled and scope.get("method") == "POST" and EVENT_PATHS.search(scope.get("path", "")):
-            body, receive = await buffered(receive)
+        if self.ctx.users.enabled and scope.get("method") == "POST" and asgi.EVENT_PATHS.search(scope.get("path", "")):
+            body, receive = await asgi.buffered(receive)
             refused = self._refused(scope, body, user)
             if refused is not None:
-                await send_json(send, 403, {"detail": refused, "error": refused})
+                await asgi.send_json(send, 403, {"detail": refused, "error": refused})
                 return
         await self.app(scope, receive, send)
 
     def _key_login(self, scope: Scope) -> str | None:
         """With a valid bearer key and login on: add the key user's login cookie to the request; the user."""
-        given = header(scope, b"authorization")
+        given = asgi.header(scope, b"authorization")
         if not given.lower().startswith("bearer ") or not self.ctx.users.keys:
             return None
         user = self.ctx.users.user_of_key(given[7:].strip())
@@ -72,7 +61,7 @@ class UsersGate:
         app.tokens[token] = user
         cookie_id = getattr(app, "cookie_id", "")
         cookie = f"access-token-{cookie_id}={token}; access-token-unsecure-{cookie_id}={token}"
-        old = header(scope, b"cookie")
+        old = asgi.header(scope, b"cookie")
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
         headers.append((b"cookie", f"{old}; {cookie}".strip("; ").encode("latin-1")))
         scope["headers"] = headers
@@ -80,11 +69,11 @@ class UsersGate:
 
     def _user(self, scope: Scope) -> str:
         """The logged-in user of the request (from Gradio's login cookie), or "" for none."""
-        return cookie_user(scope)
+        return asgi.cookie_user(scope)
 
     def _refused(self, scope: Scope, body: bytes, user: str | None) -> str | None:
         """The refusal sentence when the event names another user's run, else None."""
-        if not body or len(body) > MAX_SCANNED_BYTES or b"run:" not in body:
+        if not body or len(body) > asgi.MAX_SCANNED_BYTES or b"run:" not in body:
             return None
         try:
             payload = json.loads(body)
@@ -94,7 +83,7 @@ class UsersGate:
         who = user or self._user(scope)
         for run_id in run_refs(data):
             if self.ctx.runs.folder_of(run_id).is_dir() and not self.ctx.runs.visible(run_id, who):
-                lang = cookie_lang(header(scope, b"cookie")) or "en"
+                lang = cookie_lang(asgi.header(scope, b"cookie")) or "en"
                 return render("users.error.not_yours", lang, {"run": run_id})
         return None
 
