@@ -157,9 +157,9 @@ def test_a_short_call_still_gives_every_worker_a_batch(ctx, tiny_root, monkeypat
     task = fine_tuned_classifier(ctx.manager, str(tiny_root / "tiny-bert-cls"), "float32")
     monkeypatch.setattr("pipelines.tasks.classify.cpu_workers", lambda _device: 2)
     seen: list[int] = []
-    original = SequenceClassifierTask.__call__
-    monkeypatch.setattr(SequenceClassifierTask, "__call__", lambda self, batch: seen.append(len(batch)) or
-                        original(self, batch))
+    original = SequenceClassifierTask.forward
+    monkeypatch.setattr(SequenceClassifierTask, "forward", lambda self, batch: seen.append(
+        int(batch["input_ids"].shape[0])) or original(self, batch))
     texts = [f"text number {i} " * (1 + i % 4) for i in range(16)]
     together = task.classify(texts)
     assert sorted(seen) == [8, 8]  # two workers: two batches of 8, not one of 16 on one worker
@@ -181,3 +181,19 @@ def test_a_thread_count_set_for_one_thread_does_not_leak_into_new_threads() -> N
     thread.start()
     thread.join()
     assert seen == [1] and start_count() == start
+
+
+def test_workers_only_pad_the_rows_the_calling_thread_tokenized(ctx, tiny_root, monkeypatch) -> None:
+    """A fast tokenizer called from two threads with different padding settings can fail ("Already borrowed"):
+    the texts are tokenized once in the calling thread, the workers only pad."""
+    task = fine_tuned_classifier(ctx.manager, str(tiny_root / "tiny-bert-cls"), "float32")
+    tokenizer_class = type(task.tokenizer)
+    calls: list[str] = []
+    original = tokenizer_class.__call__
+    monkeypatch.setattr(tokenizer_class, "__call__", lambda self, *a, **k: calls.append(
+        threading.current_thread().name) or original(self, *a, **k))
+    monkeypatch.setattr("pipelines.tasks.parallel.cpu_workers", lambda _device: 2)
+    texts = [f"text number {i} " * (1 + i % 6) for i in range(64)]
+    results = task.classify(texts)
+    assert calls == [threading.current_thread().name]  # one tokenizer call, here
+    assert len(results) == 64 and all(r["label"] in task.labels for r in results)

@@ -18,7 +18,7 @@ from pipelines.tasks.batch import length_sorted_batches
 from pipelines.tasks.classification import BaseClassifier, Classifier
 from pipelines.tasks.embeddings import DEFAULT_ENCODER, EmbeddingTask, softmax
 from pipelines.tasks.lm_prompting import DEFAULT_LM, label_logliks, truncate_tokens
-from pipelines.tasks.parallel import cpu_workers, map_batches
+from pipelines.tasks.parallel import cpu_workers, run_encoded
 from pipelines.tasks.precision import CANDIDATES, AutoPrecision, DecisionStore, Precision, check_precision
 from pipelines.tasks.precision_memory import SpeedMemory, speed_file
 
@@ -97,12 +97,11 @@ class SequenceClassifierTask(BaseClassifier, Task[list[str], list[dict]]):
 
     def _classify(self, texts: list[str]) -> list[dict]:
         """:meth:`classify` for this caller's texts only."""
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        workers = cpu_workers(self.loaded.device)
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         # a call of 16 rows (auto's timed chunks) still gives each worker a batch; a few rows stay one forward
-        size = min(self.batch_size, max(self.min_split_rows, -(-len(texts) // workers)))
-        batches = length_sorted_batches([len(x) for x in ids], size)
-        outputs = map_batches(lambda idx: self([texts[i] for i in idx]), batches, workers)
+        size = min(self.batch_size, max(self.min_split_rows, -(-len(texts) // cpu_workers(self.loaded.device))))
+        batches = length_sorted_batches([len(x) for x in encoded["input_ids"]], size)
+        outputs = run_encoded(self, encoded, batches, self.pad_to_multiple_of)
         results: list[dict] = [{}] * len(texts)
         for idx, out in zip(batches, outputs, strict=True):
             for i, result in zip(idx, out, strict=True):

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pipelines.models.manager import LoadedModel, ModelManager
     from pipelines.tasks.microbatch import MicroBatcher
 from pipelines.tasks.batch import length_sorted_batches
-from pipelines.tasks.parallel import cpu_workers, map_batches
+from pipelines.tasks.parallel import run_encoded
 
 DEFAULT_ENCODER = "minilm-l6"
 
@@ -43,11 +43,6 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         norms = np.linalg.norm(outputs, axis=1, keepdims=True)
         return (outputs / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def token_lengths(self, texts: list[str]) -> list[int]:
-        """Tokens per text after truncation (what the model will actually read)."""
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        return [len(x) for x in ids]
-
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Embed any number of texts in mini-batches sorted by token length (little padding), in input order.
 
@@ -64,9 +59,10 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = length_sorted_batches(self.token_lengths(texts), batch_size)
-        for idx, vectors in zip(batches, map_batches(lambda idx: self([texts[i] for i in idx]), batches,
-                                                     cpu_workers(self.loaded.device)), strict=True):
+        encoded = self.tokenizer([t if t.strip() else " " for t in texts], truncation=True,
+                                 max_length=self.max_length)
+        batches = length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size)
+        for idx, vectors in zip(batches, run_encoded(self, encoded, batches), strict=True):
             out[idx] = vectors
         return out
 

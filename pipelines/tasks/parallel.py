@@ -1,5 +1,9 @@
 """Mini-batches run side by side on a CPU: each worker thread runs whole batches on one torch thread.
 
+The texts are tokenized once, in the calling thread, and each worker only pads its rows (``tokenizer.pad``, plain
+Python): a fast tokenizer called from two threads with different padding settings can fail with "Already
+borrowed" (its Rust state is changed while the other thread encodes).
+
 A small encoder's batch (MiniLM: 16 rows of ~100 tokens) is made of many short operators; splitting each one over
 every core costs a barrier per operator. Giving each core its own batch instead measured faster on a 2-core EPYC
 (``bench/batch.py``): int8 dynamic quantisation 1.15-1.25x, float32 1.04x, bfloat16 1.05x, same labels. The
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pipelines.models.torch_threads import set_start_count, start_count
 
@@ -69,3 +73,22 @@ def map_batches(fn: Callable[[B], R], batches: Sequence[B], workers: int) -> lis
     if errors:
         raise errors[0]
     return results  # type: ignore[return-value]
+
+
+def run_encoded(task: Any, encoded: Any, batches: Sequence[list[int]], pad_to_multiple_of: int | None = None) -> list:
+    """``task``'s outputs for each batch of row indices of ``encoded`` (one tokenizer call's unpadded lists): each
+    batch padded, moved to the task's device and run by ``task.forward`` (no gradients) then ``task.postprocess``,
+    the batches side by side on a CPU."""
+    import torch
+
+    keys = list(encoded.keys())
+
+    def run(rows: list[int]) -> Any:
+        features = {key: [encoded[key][i] for i in rows] for key in keys}
+        batch = task.tokenizer.pad(features, padding=True, pad_to_multiple_of=pad_to_multiple_of,
+                                   return_tensors="pt").to(task.loaded.device)
+        with torch.inference_mode():
+            outputs = task.forward(batch)
+        return task.postprocess(outputs)
+
+    return map_batches(run, batches, cpu_workers(task.loaded.device))
