@@ -150,11 +150,12 @@ def test_concurrent_zero_shot_by_embeddings_share_the_encoder_forward(ctx: AppCo
     np.testing.assert_allclose(classifiers[0].encoder.encode(TEXTS), alone_vectors(ctx), atol=1e-5)
 
 
-def tiny_nli(tiny_root: Path) -> str:
-    """A tiny random BERT with NLI labels (entailment first), saved beside the other tiny models."""
+def tiny_nli(models_dir: Path, tiny_root: Path) -> str:
+    """A tiny random BERT with NLI labels (entailment first), saved in this test's models folder (not beside the
+    shared tiny models, where other tests would find an NLI model they must not see)."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    folder = tiny_root / "tiny-nli"
+    folder = models_dir / "tiny-nli"
     if not (folder / "config.json").exists():
         config = BertConfig.from_pretrained(tiny_root / "tiny-bert", num_labels=3,
                                             id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
@@ -167,7 +168,7 @@ def tiny_nli(tiny_root: Path) -> str:
 def test_concurrent_nli_zero_shot_requests_share_forward_passes(ctx: AppContext, tiny_root: Path) -> None:
     """NLI zero-shot with the same labels: 4 users' texts (12 text-label pairs) run in one forward, each result as
     when alone; alone, each request takes a forward of its own 3 pairs."""
-    spec = ClassifierSpec("nli", tiny_nli(tiny_root), "sports, cooking, finance")
+    spec = ClassifierSpec("nli", tiny_nli(ctx.config.models_dir, tiny_root), "sports, cooking, finance")
     alone = [make_classifier(ctx.manager, spec).classify([text])[0] for text in TEXTS]
     batcher = MicroBatcher(window_s=0.3, max_items=16)
     classifier = make_classifier(ctx.manager, spec, batcher=batcher)
