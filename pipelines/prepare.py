@@ -69,7 +69,6 @@ def measure_generation_precision(config: AppConfig, model: str = "smollm2-135m-i
           f"in {time.perf_counter() - started:.1f}s")
 
 
-
 def sample_texts(count: int = 128, seed: int = 0) -> list[str]:
     """``count`` made-up English texts of 5 to 160 words (a spread of lengths, as in a CSV) for timing."""
     import random
@@ -89,14 +88,18 @@ def sample_texts(count: int = 128, seed: int = 0) -> list[str]:
 
 
 def classify_speed_needed(config: AppConfig, model: str = "minilm-l6") -> bool:
-    """Whether no precision is kept as faster for the embedded ``model``'s shape on this CPU yet."""
+    """Whether the app runs on a CPU and no precision is kept as faster for the embedded ``model``'s shape on
+    it yet."""
     from types import SimpleNamespace
 
     from transformers import AutoConfig
 
+    from pipelines.models.devices import detect_device
     from pipelines.tasks.precision import MIN_SPEEDUP
     from pipelines.tasks.precision_memory import SpeedMemory, shape_key, speed_file
 
+    if detect_device(config.device) != "cpu":
+        return False  # auto's CPU measurements do not apply on a GPU
     try:
         shape = shape_key(SimpleNamespace(config=AutoConfig.from_pretrained(source_path(EMBEDDED[model]))))
     except (ModelLoadError, OSError, ValueError):
@@ -111,11 +114,10 @@ def measure_classify_speed(config: AppConfig, model: str = "minilm-l6") -> None:
     from pipelines.tasks.classify import fine_tuned_classifier
     from pipelines.tasks.precision import AutoPrecision
 
-    manager = ModelManager(config)
-    if manager.device != "cpu" or not classify_speed_needed(config, model):
+    if not classify_speed_needed(config, model):
         return
     started = time.perf_counter()
-    auto = fine_tuned_classifier(manager, model)
+    auto = fine_tuned_classifier(ModelManager(config), model)
     if not isinstance(auto, AutoPrecision):
         return
     decision = auto.measure_speed(sample_texts())

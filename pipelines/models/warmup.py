@@ -20,7 +20,6 @@ from pipelines.config import AppConfig
 from pipelines.errors import ModelLoadError
 from pipelines.keyed_text import KeyedText
 from pipelines.messages import Msg
-from pipelines.models.devices import detect_device
 from pipelines.models.embedded import EMBEDDED, EmbeddedModel, ensure_local_folder, is_cached, source_path
 from pipelines.sessions import WorkerJob
 
@@ -78,7 +77,7 @@ def default_steps(config: AppConfig) -> list[WarmupStep]:
     if _precision_needed(config, config.chat_model) and not _llamacpp_answers(config, config.chat_model):
         steps.append(WarmupStep(Msg.of("warmup.step.precision", name=config.chat_model),
                                 lambda _report: _measure(config, config.chat_model)))
-    if detect_device(config.device) == "cpu" and _classify_speed_needed(config):
+    if _classify_speed_needed(config):
         steps.append(WarmupStep(Msg.of("warmup.step.classify_speed"),
                                 lambda _report: _measure_classify_speed(config)))
     return steps
@@ -123,7 +122,7 @@ def _llamacpp_answers(config: AppConfig, model: str) -> bool:
 
 
 def _classify_speed_needed(config: AppConfig) -> bool:
-    """Whether the batch classifier's precision speed-ups are not kept for this CPU yet (pipelines.prepare)."""
+    """Whether the batch classifier's precision speed-ups are not kept for this CPU yet (on a CPU only)."""
     from pipelines.prepare import classify_speed_needed as needed
 
     return needed(config)

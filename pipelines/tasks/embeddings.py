@@ -27,10 +27,8 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         self.batcher = batcher  # set: concurrent callers on this model share forward passes (ctx.batcher)
 
     def preprocess(self, inputs: list[str]) -> Any:
-        batch = self.tokenizer(
-            [t if t.strip() else " " for t in inputs], padding=True, truncation=True,
-            max_length=self.max_length, return_tensors="pt",
-        )
+        batch = self.tokenizer(_readable(inputs), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
         return batch.to(self.loaded.device)
 
     def forward(self, batch: Any) -> Any:
@@ -59,8 +57,7 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        encoded = self.tokenizer([t if t.strip() else " " for t in texts], truncation=True,
-                                 max_length=self.max_length)
+        encoded = self.tokenizer(_readable(texts), truncation=True, max_length=self.max_length)
         batches = length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size)
         for idx, vectors in zip(batches, run_encoded(self, encoded, batches), strict=True):
             out[idx] = vectors
@@ -69,6 +66,11 @@ class EmbeddingTask(Task[list[str], np.ndarray]):
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
+
+
+def _readable(texts: list[str]) -> list[str]:
+    """``texts`` with each empty or blank one as a single space (the tokenizer still gives it a row)."""
+    return [t if t.strip() else " " for t in texts]
 
 
 def get_encoder(manager: ModelManager, ref: str = DEFAULT_ENCODER, progress: Any = None,

@@ -284,7 +284,7 @@ class AutoPrecision:
 
     def _calibrate(self, sample: list[str], speed_only: bool = False) -> list[dict]:
         began = time.perf_counter()
-        known = self.memory.ranked(self.shape, MIN_SPEEDUP) if self.memory is not None and not speed_only else []
+        known = self.memory.known_speeds(self.shape, MIN_SPEEDUP) if self.memory is not None and not speed_only else {}
         if known:
             return self._verify(sample, known, began)
         trials = self._trials(sample[:WARMUP_ROWS])
@@ -319,18 +319,19 @@ class AutoPrecision:
         self._settle(Decision(chosen, len(sample), measured, time.perf_counter() - began))
         return exact
 
-    def _verify(self, sample: list[str], ranked: list[str], began: float) -> list[dict]:
-        """Auto when this CPU's speed-ups for this shape are known: float32 on the sample, then the candidates,
-        fastest first, until one agrees (no timing trials, no bfloat16 probe)."""
+    def _verify(self, sample: list[str], known: dict[str, float], began: float) -> list[dict]:
+        """Auto when this CPU's speed-ups for this shape are ``known`` (median per candidate, fastest first):
+        float32 on the sample, then the candidates in that order until one agrees (no timing trials, no bfloat16
+        probe)."""
         exact = self.exact.classify(sample)
-        kept, measured, chosen = self.memory.pairs(self.shape), {}, "float32"
-        for name in ranked:
+        measured, chosen = {}, "float32"
+        for name, speed in known.items():
             try:
                 share = agreement(exact, self._get(name).classify(sample))
             except Exception:  # noqa: BLE001 - a candidate that cannot run is not chosen
                 log.exception("%s classifier failed; not a candidate", name)
                 continue
-            measured[name] = (share, len(sample), median(kept[name]))
+            measured[name] = (share, len(sample), speed)
             if share >= MIN_AGREEMENT:
                 chosen = name
                 break

@@ -70,10 +70,16 @@ class SpeedMemory:
         entry = self._read().get(machine_key(shape), {})
         return {str(k): [float(x) for x in v] for k, v in entry.items() if isinstance(v, list)}
 
+    def known_speeds(self, shape: str, min_speedup: float) -> dict[str, float]:
+        """The median kept speed-up of each candidate known to be faster here, fastest first; empty when nothing
+        is known to be (calibrate)."""
+        known = {name: median(v) for name, v in self.pairs(shape).items() if len(v) >= MIN_PAIRS}
+        faster = sorted((n for n, speed in known.items() if speed >= min_speedup), key=known.__getitem__, reverse=True)
+        return {name: known[name] for name in faster}
+
     def ranked(self, shape: str, min_speedup: float) -> list[str]:
         """Candidates known to be faster here, fastest first; empty when nothing is known to be (calibrate)."""
-        known = {name: median(v) for name, v in self.pairs(shape).items() if len(v) >= MIN_PAIRS}
-        return sorted((n for n, speed in known.items() if speed >= min_speedup), key=known.__getitem__, reverse=True)
+        return list(self.known_speeds(shape, min_speedup))
 
     def add(self, shape: str, pairs: dict[str, list[float]]) -> None:
         """Keep new paired speed-ups (the newest ``KEEP`` per candidate); a failed write only loses them."""
