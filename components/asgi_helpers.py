@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -28,6 +29,19 @@ def strings(value: Any, depth: int = 0) -> list[str]:
         return []
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     return [s for item in items for s in strings(item, depth + 1)]
+
+
+def log_in(scope: Scope, app: Any, tokens: dict[str, str], user: str) -> None:
+    """Log ``user`` in for Gradio on this request: their login token (one per user, kept in ``tokens``) is
+    registered with the Gradio ``app`` and added to the request's cookies."""
+    token = tokens.setdefault(user, secrets.token_urlsafe(24))
+    app.tokens[token] = user
+    cookie_id = getattr(app, "cookie_id", "")
+    cookie = f"access-token-{cookie_id}={token}; access-token-unsecure-{cookie_id}={token}"
+    old = header(scope, b"cookie")
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
+    headers.append((b"cookie", f"{old}; {cookie}".strip("; ").encode("latin-1")))
+    scope["headers"] = headers
 
 
 def header(scope: Scope, name: bytes) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -44,13 +43,6 @@ def profile_user(profile: Any) -> str | None:
     """The user of a ``gr.OAuthProfile`` (its ``username``), None for no profile."""
     name = getattr(profile, "username", None) if profile is not None else None
     return str(name) if name else None
-
-
-def _add_cookie(scope: Scope, cookie: str) -> None:
-    old = asgi.header(scope, b"cookie")
-    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
-    headers.append((b"cookie", f"{old}; {cookie}".strip("; ").encode("latin-1")))
-    scope["headers"] = headers
 
 
 class UserFilesGate:
@@ -105,10 +97,7 @@ class UserFilesGate:
         name = oauth_username(scope.get("session"))
         if not name:
             return
-        token = self.tokens.setdefault(name, secrets.token_urlsafe(24))
-        app.tokens[token] = name
-        cookie_id = getattr(app, "cookie_id", "")
-        _add_cookie(scope, f"access-token-{cookie_id}={token}; access-token-unsecure-{cookie_id}={token}")
+        asgi.log_in(scope, app, self.tokens, name)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         lang = cookie_lang(asgi.header(scope, b"cookie")) or "en"

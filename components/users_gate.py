@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from typing import Any
 
 from components import asgi_helpers as asgi
@@ -57,14 +56,7 @@ class UsersGate:
         app = scope.get("app")
         if user is None or app is None or not hasattr(app, "tokens") or not self.ctx.users.enabled:
             return user
-        token = self.tokens.setdefault(user, secrets.token_urlsafe(24))
-        app.tokens[token] = user
-        cookie_id = getattr(app, "cookie_id", "")
-        cookie = f"access-token-{cookie_id}={token}; access-token-unsecure-{cookie_id}={token}"
-        old = asgi.header(scope, b"cookie")
-        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
-        headers.append((b"cookie", f"{old}; {cookie}".strip("; ").encode("latin-1")))
-        scope["headers"] = headers
+        asgi.log_in(scope, app, self.tokens, user)
         return user
 
     def _user(self, scope: Scope) -> str:
